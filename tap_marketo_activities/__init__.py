@@ -1,0 +1,1 @@
+"""Singer tap for Marketo Engage lead activities, lead changes and deleted leads."""

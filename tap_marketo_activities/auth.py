@@ -1,0 +1,127 @@
+"""The identity token: Marketo's two-legged OAuth client-credentials flow.
+
+Marketo's identity endpoint takes the grant and the credentials as query
+parameters (its OpenAPI definition has no body), which the SDK's
+``OAuthAuthenticator`` would send as a POST body. We override only the fetch.
+Because that URL holds the client secret, nothing here ever logs or raises a
+message that contains the URL: errors are rebuilt from status codes alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+
+import requests
+from singer_sdk.authenticators import OAuthAuthenticator
+from singer_sdk.helpers._util import utc_now
+
+from tap_marketo_activities.errors import ConfigError, MarketoRetriable
+
+# Renew this long before Marketo says the token expires, so a token never dies
+# between being attached to a request and the request arriving.
+EXPIRY_MARGIN_S = 60
+
+
+class MarketoAuthenticator(OAuthAuthenticator):
+    """Fetch, cache and renew the access token; attach it as a Bearer header."""
+
+    def __init__(
+        self,
+        *,
+        identity_url: str,
+        client_id: str,
+        client_secret: str,
+        session: requests.Session,
+        timeout: float,
+        verify: bool = True,
+        on_token: t.Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(
+            auth_endpoint=f"{identity_url}/oauth/token",
+            client_id=client_id,
+            client_secret=client_secret,
+            default_expiration=3600,
+        )
+        self._http = session
+        self._timeout = timeout
+        self._verify = verify
+        self._lock = threading.Lock()
+        self._on_token = on_token
+
+    @property
+    def oauth_request_body(self) -> dict:
+        """The three parameters Marketo's identity endpoint reads."""
+        return {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id,
+            "client_secret": self._client_secret,
+        }
+
+    def is_token_valid(self) -> bool:
+        """Valid until EXPIRY_MARGIN_S before Marketo's stated expiry."""
+        if self.last_refreshed is None or self.access_token is None:
+            return False
+        if not self.expires_in:
+            return True
+        age = (utc_now() - self.last_refreshed).total_seconds()
+        return age < max(self.expires_in - EXPIRY_MARGIN_S, self.expires_in / 2)
+
+    def invalidate(self) -> None:
+        """Forget the token (after 601/602), so the next request fetches a new one."""
+        with self._lock:
+            self.access_token = None
+            self.last_refreshed = None
+
+    def update_access_token(self) -> None:
+        """GET the identity endpoint; never put the URL in a message."""
+        with self._lock:
+            if self.is_token_valid():  # another thread renewed it meanwhile
+                return
+            request_time = utc_now()
+            try:
+                response = self._http.get(
+                    self.auth_endpoint,
+                    params=self.oauth_request_body,
+                    timeout=self._timeout,
+                    verify=self._verify,
+                )
+            except requests.RequestException as exc:
+                # requests puts the full URL (with the secret) in its messages.
+                msg = f"identity call failed: {type(exc).__name__}"
+                raise MarketoRetriable(msg, cause="connection") from None
+            if response.status_code in {401, 403}:
+                msg = (
+                    f"Marketo refused the credentials (HTTP {response.status_code}): check "
+                    "client_id and client_secret (Admin > LaunchPoint > View Details)."
+                )
+                raise ConfigError(msg)
+            if response.status_code >= 500:
+                msg = f"identity endpoint answered HTTP {response.status_code}"
+                raise MarketoRetriable(msg, cause=f"HTTP {response.status_code}")
+            body = _json_or_none(response)
+            if (
+                response.status_code != 200
+                or not isinstance(body, dict)
+                or ("access_token" not in body)
+            ):
+                msg = (
+                    f"Marketo's identity endpoint answered HTTP {response.status_code} without "
+                    "an access token: check base_url points at your instance "
+                    "(https://<munchkin-id>.mktorest.com)."
+                )
+                raise ConfigError(msg)
+            self.access_token = str(body["access_token"])
+            expires = body.get("expires_in", self._default_expiration)
+            self.expires_in = int(expires) if expires else None
+            self.last_refreshed = request_time
+        self.logger.info("Obtained a Marketo access token (expires in %s s)", self.expires_in)
+        if self._on_token:
+            self._on_token()
+
+
+def _json_or_none(response: requests.Response) -> t.Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

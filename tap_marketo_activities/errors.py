@@ -1,0 +1,112 @@
+"""What each Marketo error means for the tap, and the exceptions that carry it.
+
+Marketo reports most failures as HTTP 200 with ``success: false`` and a list of
+``{code, message}`` errors (codes are strings). Every documented code is mapped
+here, once, to one of a few actions, so that retry policy, user-facing messages
+and tests all read the same table. Unknown codes are fatal: retrying something we
+do not understand burns quota, and a clear failure is better than a silent loop.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+
+
+class Action(enum.Enum):
+    """What the client does about an error code."""
+
+    RETRY = "retry"  # transient: exponential backoff with jitter, bounded
+    WAIT_WINDOW = "wait_window"  # 606: wait out the 20-second rate window, then retry
+    BACK_OFF = "back_off"  # 615: too many concurrent calls; back off and retry
+    REAUTH = "reauth"  # 601/602: fetch a new token and resend once
+    QUOTA = "quota"  # 607: daily quota spent; stop cleanly
+    EMPTY = "empty"  # 702: no data; an empty page
+    FATAL = "fatal"  # configuration or request problem a person must fix
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    """One row of the error table."""
+
+    action: Action
+    meaning: str
+    advice: str = ""
+
+
+ERROR_CODES: dict[str, CodeInfo] = {
+    "601": CodeInfo(Action.REAUTH, "access token invalid"),
+    "602": CodeInfo(Action.REAUTH, "access token expired"),
+    "603": CodeInfo(
+        Action.FATAL,
+        "access denied",
+        "give the API user's role the 'Read-Only Activity' permission (Admin > Users & "
+        "Roles) and check the IP allowlist (Admin > Web Services)",
+    ),
+    "604": CodeInfo(Action.RETRY, "request timed out"),
+    "605": CodeInfo(Action.FATAL, "HTTP method not supported", "report this as a tap bug"),
+    "606": CodeInfo(Action.WAIT_WINDOW, "rate limit (100 calls per 20 s) exceeded"),
+    "607": CodeInfo(Action.QUOTA, "daily API quota reached"),
+    "608": CodeInfo(Action.RETRY, "API temporarily unavailable"),
+    "609": CodeInfo(Action.FATAL, "invalid JSON", "report this as a tap bug"),
+    "610": CodeInfo(Action.FATAL, "requested resource not found", "check base_url"),
+    "611": CodeInfo(Action.RETRY, "system error"),
+    "612": CodeInfo(Action.FATAL, "invalid content type", "report this as a tap bug"),
+    "614": CodeInfo(Action.RETRY, "subscription unreachable"),
+    "615": CodeInfo(Action.BACK_OFF, "concurrent access limit (10 calls) reached"),
+    "616": CodeInfo(Action.FATAL, "invalid subscription type", "ask Adobe support"),
+    "701": CodeInfo(Action.FATAL, "a required value is blank"),
+    "702": CodeInfo(Action.EMPTY, "no data found"),
+    "703": CodeInfo(Action.FATAL, "feature not enabled on this subscription", "ask Adobe support"),
+    "704": CodeInfo(Action.FATAL, "invalid date format", "check start_date"),
+    "713": CodeInfo(Action.RETRY, "transient error"),
+    "1001": CodeInfo(Action.FATAL, "invalid value type for a parameter"),
+    "1002": CodeInfo(Action.FATAL, "a required parameter is missing"),
+    "1003": CodeInfo(Action.FATAL, "invalid value for a parameter"),
+    "1006": CodeInfo(Action.FATAL, "field not found", "check lead_change_fields"),
+}
+
+# HTTP statuses that are worth another try.
+RETRIABLE_HTTP = frozenset({429, 500, 502, 503, 504})
+
+
+def classify(code: str) -> CodeInfo:
+    """Return the table row for ``code``; unknown codes are fatal."""
+    return ERROR_CODES.get(str(code), CodeInfo(Action.FATAL, "undocumented error"))
+
+
+class MarketoError(FatalAPIError):
+    """A failure a person has to act on. Its text is the whole message they see."""
+
+    exit_code = 1
+
+
+class ConfigError(MarketoError):
+    """A setting is wrong; the message names it."""
+
+
+class StateError(MarketoError):
+    """The state given with --state cannot be used; the message names the field."""
+
+
+class QuotaExhausted(MarketoError):
+    """607, or our own max_daily_calls budget: stop now, resume on the next run."""
+
+
+class MalformedResponse(MarketoError):
+    """An answer that breaks Marketo's documented shape. Nothing after it is emitted."""
+
+
+class CursorRejected(MarketoError):
+    """Marketo refused a saved position token; the caller falls back to a date token."""
+
+
+class MarketoRetriable(RetriableAPIError):
+    """A transient failure. ``wait`` is set when the error itself says how long."""
+
+    def __init__(self, message: str, cause: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.wait = wait

@@ -1,0 +1,122 @@
+"""Turning Marketo's activity rows into the records we emit (pure functions).
+
+Marketo stamps ``activityDate`` as ``...Z`` or ``...+0000`` depending on the
+endpoint and era; we emit RFC 3339 UTC so bookmarks compare as strings and
+warehouses parse one format. Attributes arrive as ``[{name, value}]``; we emit one
+object keyed by name, keeping each value's JSON type, so a warehouse stores it in
+one JSON/variant column and numbers stay numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import typing as t
+
+from tap_marketo_activities.errors import MalformedResponse
+
+UTC = dt.timezone.utc
+
+
+def parse_datetime(value: str) -> dt.datetime:
+    """Parse Marketo's ISO 8601 forms (Z, +hh:mm, +hhmm); raise ValueError otherwise."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    elif len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit() and ":" not in text[-5:]:
+        text = f"{text[:-2]}:{text[-2:]}"
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        msg = f"{value!r} has no time zone"
+        raise ValueError(msg)
+    return parsed.astimezone(UTC)
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """RFC 3339 UTC with a Z, whole seconds unless the value has a fraction."""
+    value = value.astimezone(UTC)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def attributes_object(attributes: t.Any) -> dict[str, t.Any]:
+    """``[{name, value}]`` -> ``{name: value}``; later duplicates win, as in Marketo's UI."""
+    if not attributes:
+        return {}
+    result: dict[str, t.Any] = {}
+    for item in attributes:
+        if isinstance(item, dict) and "name" in item:
+            result[str(item["name"])] = item.get("value")
+    return result
+
+
+def _as_text(value: t.Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _as_int(value: t.Any) -> int | None:
+    if value is None or value == "":
+        return None
+    return int(value)
+
+
+def activity_record(
+    row: t.Any,
+    *,
+    type_names: t.Mapping[int, str],
+    request_id: str,
+) -> dict[str, t.Any]:
+    """Normalise one row of activities/leadchanges/deletedleads into our record.
+
+    A row without ``marketoGUID`` or a parseable ``activityDate`` cannot be keyed
+    or bookmarked; it fails the run (with the request id) rather than being
+    dropped or guessed at.
+    """
+    if not isinstance(row, dict):
+        msg = f"Marketo returned a result item that is not an object (requestId {request_id})."
+        raise MalformedResponse(msg)
+    guid = row.get("marketoGUID")
+    if guid in (None, ""):
+        msg = (
+            f"Marketo returned an activity without marketoGUID (requestId {request_id}, "
+            f"id {row.get('id')}); stopping without moving the bookmark past it."
+        )
+        raise MalformedResponse(msg)
+    try:
+        when = parse_datetime(str(row["activityDate"]))
+        type_id = int(row["activityTypeId"])
+        lead_id = _as_int(row.get("leadId"))
+        record: dict[str, t.Any] = {
+            "marketoGUID": str(guid),
+            "id": _as_int(row.get("id")),
+            "leadId": lead_id,
+            "activityDate": format_datetime(when),
+            "activityTypeId": type_id,
+            "activityTypeName": type_names.get(type_id),
+            "campaignId": _as_int(row.get("campaignId")),
+            "primaryAttributeValueId": _as_int(row.get("primaryAttributeValueId")),
+            "primaryAttributeValue": _as_text(row.get("primaryAttributeValue")),
+            "attributes": attributes_object(row.get("attributes")),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = (
+            f"Marketo returned an activity with a missing or invalid field ({exc!s}) "
+            f"(requestId {request_id}, marketoGUID {guid}); stopping without moving the "
+            "bookmark past it."
+        )
+        raise MalformedResponse(msg) from None
+    if "fields" in row:
+        record["fields"] = [
+            {
+                "id": _as_int(f.get("id")),
+                "name": f.get("name"),
+                "newValue": _as_text(f.get("newValue")),
+                "oldValue": _as_text(f.get("oldValue")),
+            }
+            for f in row.get("fields") or []
+            if isinstance(f, dict)
+        ]
+    return record

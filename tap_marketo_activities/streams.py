@@ -1,0 +1,293 @@
+"""The four streams: thin classes naming an endpoint, a key, a schema and partitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+from singer_sdk import typing as th
+
+from tap_marketo_activities.client import MarketoPaginator, MarketoStream, envelope
+from tap_marketo_activities.errors import CursorRejected
+from tap_marketo_activities.incremental import REPLICATION_KEY, PartitionSync, Start
+from tap_marketo_activities.records import activity_record, parse_datetime
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import requests
+    from singer_sdk.helpers.types import Context, Record
+
+# Types with their own streams, left out of the default `activities` selection.
+OWN_STREAM_TYPES = frozenset({13, 37})
+MAX_TYPES_PER_CALL = 10
+DELETIONS_RETAINED = dt.timedelta(days=14)
+
+ATTRIBUTE_TYPE = th.ObjectType(
+    th.Property("name", th.StringType, required=True),
+    th.Property("dataType", th.StringType),
+    th.Property("apiName", th.StringType),
+)
+
+ACTIVITY_PROPERTIES = [
+    th.Property("marketoGUID", th.StringType, required=True, description="Primary key"),
+    th.Property("id", th.IntegerType, description="Legacy id; absent on some instances"),
+    th.Property("leadId", th.IntegerType),
+    th.Property(
+        "activityDate",
+        th.DateTimeType,
+        required=True,
+        description="When the activity happened, RFC 3339 UTC",
+    ),
+    th.Property("activityTypeId", th.IntegerType, required=True),
+    th.Property("activityTypeName", th.StringType),
+    th.Property("campaignId", th.IntegerType),
+    th.Property("primaryAttributeValueId", th.IntegerType),
+    th.Property("primaryAttributeValue", th.StringType),
+    th.Property(
+        "attributes",
+        th.ObjectType(additional_properties=True),
+        description="Attribute values keyed by attribute name, with their JSON types",
+    ),
+]
+
+
+class ActivityTypesStream(MarketoStream):
+    """Every activity type the instance lists, standard and custom."""
+
+    name = "activity_types"
+    path = "/v1/activities/types.json"
+    primary_keys = ("id",)
+    replication_key = None
+    schema = th.PropertiesList(
+        th.Property("id", th.IntegerType, required=True),
+        th.Property("name", th.StringType, required=True),
+        th.Property("description", th.StringType),
+        th.Property("apiName", th.StringType),
+        th.Property("primaryAttribute", ATTRIBUTE_TYPE),
+        th.Property("attributes", th.ArrayType(ATTRIBUTE_TYPE)),
+    ).to_dict()
+
+    def fetch(self) -> list[dict[str, t.Any]]:
+        """One types.json call (the tap caches the answer for the run)."""
+        return [row for row in self.required_result(self.call(self.path)) if "id" in row]
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Emit the cached list."""
+        yield from self._tap.activity_types()  # type: ignore[attr-defined]
+
+
+class IncrementalStream(MarketoStream):
+    """A paged activity walk with lookback, overlap dedup and resumable cursors.
+
+    The SDK's own bookmarking for unsorted streams (progress markers) would move
+    a bookmark backwards when a run sees only late rows, and has no place for a
+    cursor; :class:`PartitionSync` owns the partition's state instead, and the two
+    SDK hooks that would fight it are switched off below.
+    """
+
+    primary_keys = ("marketoGUID",)
+    replication_key = REPLICATION_KEY
+    is_sorted = False
+    schema = th.PropertiesList(*ACTIVITY_PROPERTIES).to_dict()
+
+    _pass: PartitionSync
+    _first_token: str | None = None
+
+    def get_new_paginator(self) -> MarketoPaginator:
+        """Start the walk at the token chosen for this pass."""
+        return MarketoPaginator(self._first_token)
+
+    def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict:
+        """Token and page size; subclasses add their filters."""
+        return {"nextPageToken": next_page_token, "batchSize": self.config.get("page_size", 300)}
+
+    def get_replication_key_signpost(self, context: Context | None = None) -> None:
+        """No SDK signpost: the cap is the server's clock at run start (PartitionSync)."""
+        return
+
+    def _increment_stream_state(
+        self, latest_record: Record, *, context: Context | None = None
+    ) -> None:
+        """Bookmarks move in PartitionSync.finish, not per record (see class docstring)."""
+
+    def _process_record(
+        self,
+        record: Record,
+        child_context: Context | None = None,
+        partition_context: Context | None = None,
+    ) -> None:
+        """Do not copy the partition's context keys into records (they are not data)."""
+        super()._process_record(record, child_context=child_context, partition_context=None)
+
+    def partition_label(self, context: Context | None) -> str:
+        """How errors and logs name this partition."""
+        return f"stream '{self.name}'" + (f" partition {dict(context)}" if context else "")
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """One pass: resume or mint a token, walk to the end, promote the bookmark."""
+        config = self.config
+        sync = PartitionSync(
+            self.get_context_state(context),
+            label=self.partition_label(context),
+            start_date=parse_datetime(config["start_date"]),
+            lookback=dt.timedelta(minutes=int(config.get("lookback_minutes", 60))),
+            run_started=self.api.now,
+        )
+        self.before_pass(sync)
+        start = sync.start()
+        try:
+            yield from self._walk(context, sync, start)
+        except CursorRejected as refusal:
+            start = sync.fall_back()
+            self.logger.warning(
+                "Marketo refused the saved cursor of %s (%s); restarting from the recovery "
+                "time %s (max delivered activityDate minus lookback). Rows are not lost; "
+                "rows already delivered are skipped by the overlap set.",
+                sync.label,
+                refusal,
+                start.since.isoformat(),
+            )
+            yield from self._walk(context, sync, start)
+        sync.finish()
+        self._write_state()
+        self.api.stats.duplicates_skipped[self.name] += sync.report.duplicates
+        self._tap.note_lateness(sync.report.max_lateness)  # type: ignore[attr-defined]
+        self.logger.info(
+            "Finished %s: %d new rows, %d overlap re-reads skipped, bookmark %s",
+            sync.label,
+            sync.report.emitted,
+            sync.report.duplicates,
+            sync.state.get("replication_key_value"),
+        )
+
+    def before_pass(self, sync: PartitionSync) -> None:
+        """Hook for stream-specific checks before a pass."""
+
+    def _walk(self, context: Context | None, sync: PartitionSync, start: Start) -> Iterable[dict]:
+        self._pass = sync
+        if start.resumes_cursor:
+            self.logger.info("Resuming %s from its saved cursor", sync.label)
+            self._first_token = start.token
+        else:
+            self.logger.info("Reading %s from %s", sync.label, start.since.isoformat())
+            self._first_token = self.mint_token(start.since)
+        self._sending_saved_cursor = start.resumes_cursor
+        try:
+            yield from self.request_records(context)
+        finally:
+            self._sending_saved_cursor = False
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
+        """Validate the whole page, emit its new rows, then save the cursor."""
+        self._sending_saved_cursor = False
+        rows = self.page_rows(response)
+        body = envelope(response)
+        request_id = str(body.get("requestId", "unknown"))
+        names = self._tap.activity_type_names()  # type: ignore[attr-defined]
+        records = [activity_record(row, type_names=names, request_id=request_id) for row in rows]
+        sync = self._pass
+        counter = self.api.stats.records
+        for record in records:
+            if sync.admit(record["marketoGUID"], parse_datetime(record["activityDate"])):
+                counter[self.name] += 1
+                yield record
+        # Every row of this page has been written by now: the cursor may move past it.
+        sync.page_done(body.get("nextPageToken"))
+        self._write_state()
+
+    def _write_state(self) -> None:
+        self._tap.state_writer.write_state(self.tap_state)
+
+
+class ActivitiesStream(IncrementalStream):
+    """Lead activities of the configured types, in partitions of at most 10 types."""
+
+    name = "activities"
+    path = "/v1/activities.json"
+
+    @property
+    def partitions(self) -> list[dict] | None:
+        """Groups of at most 10 type ids; existing groups in the state are kept as they are.
+
+        Reusing the state's groups means a new custom type (or a removed one) only
+        forms or changes its own group, instead of reshuffling every group and
+        re-reading all of them from start_date.
+        """
+        wanted = self._tap.selected_activity_type_ids()  # type: ignore[attr-defined]
+        remaining = set(wanted)
+        groups: list[list[int]] = []
+        for partition in self.state_manager.get_state_partitions() or []:
+            ids = (partition.get("context") or {}).get("activity_type_ids")
+            if isinstance(ids, list) and ids and set(ids) <= remaining:
+                groups.append(list(ids))
+                remaining -= set(ids)
+        fresh = sorted(remaining)
+        groups += [
+            fresh[i : i + MAX_TYPES_PER_CALL] for i in range(0, len(fresh), MAX_TYPES_PER_CALL)
+        ]
+        return [{"activity_type_ids": ids} for ids in groups]
+
+    def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict:
+        """Add the partition's activity types (comma-separated, as the docs show)."""
+        params = super().get_url_params(context, next_page_token)
+        ids = (context or {}).get("activity_type_ids", [])
+        params["activityTypeIds"] = ",".join(str(i) for i in ids)
+        return params
+
+
+class LeadChangesStream(IncrementalStream):
+    """Changes to the configured lead fields (types 12 New Lead and 13 Change Data Value)."""
+
+    name = "lead_changes"
+    path = "/v1/activities/leadchanges.json"
+    schema = th.PropertiesList(
+        *ACTIVITY_PROPERTIES,
+        th.Property(
+            "fields",
+            th.ArrayType(
+                th.ObjectType(
+                    th.Property("id", th.IntegerType),
+                    th.Property("name", th.StringType),
+                    th.Property("newValue", th.StringType),
+                    th.Property("oldValue", th.StringType),
+                )
+            ),
+            description="The lead fields this activity changed",
+        ),
+    ).to_dict()
+
+    def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict:
+        """Add the lead fields to watch (the endpoint requires at least one)."""
+        params = super().get_url_params(context, next_page_token)
+        params["fields"] = ",".join(self.config["lead_change_fields"])
+        return params
+
+    def fatal_message(self, code: str, message: str, request_id: str, advice: str) -> str:
+        """Name the setting when Marketo rejects a field."""
+        if code in {"1003", "1006"}:
+            fields = ", ".join(self.config["lead_change_fields"])
+            return (
+                f"Marketo rejected lead_change_fields ({fields}): {code} {message} (requestId "
+                f"{request_id}). Use lead fields' REST API names (Admin > Field Management > "
+                "Export Field Names) and remove the one named above."
+            )
+        return super().fatal_message(code, message, request_id, advice)
+
+
+class DeletedLeadsStream(IncrementalStream):
+    """Leads deleted from the instance (type 37); Marketo prunes them after 14 days."""
+
+    name = "deleted_leads"
+    path = "/v1/activities/deletedleads.json"
+
+    def before_pass(self, sync: PartitionSync) -> None:
+        """Warn when the bookmark is older than Marketo keeps deletions."""
+        if sync.bookmark is not None and self.api.now() - sync.bookmark > DELETIONS_RETAINED:
+            self.logger.warning(
+                "The deleted_leads bookmark (%s) is more than 14 days old; Marketo may already "
+                "have pruned deletions from before %s. Run at least every few days to catch "
+                "every deletion.",
+                sync.bookmark.isoformat(),
+                (self.api.now() - DELETIONS_RETAINED).date().isoformat(),
+            )

@@ -1,0 +1,185 @@
+"""Unit tests of the window / overlap / cursor logic (no HTTP)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+
+import pytest
+
+from tap_marketo_activities.errors import StateError
+from tap_marketo_activities.incremental import OverlapSet, PartitionSync, lateness_warning
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2024, 4, 12, 12, 0, tzinfo=UTC)
+LOOKBACK = dt.timedelta(minutes=60)
+
+
+def at(minutes: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=minutes)
+
+
+NOON_PLUS_2H = at(120)
+
+
+def new_sync(state: dict, *, now: dt.datetime = NOON_PLUS_2H) -> PartitionSync:
+    return PartitionSync(
+        state,
+        label="stream 'activities'",
+        start_date=T0,
+        lookback=LOOKBACK,
+        run_started=lambda: now,
+    )
+
+
+def test_overlap_set_round_trip_numeric_and_other_keys():
+    overlap = OverlapSet()
+    keys = [str(n) for n in range(1_000_000, 1_000_500)] + [str(uuid.uuid4()) for _ in range(50)]
+    keys += ["007", "0", "99999999999999999999999"]  # leading zero, zero, beyond 62 bits
+    for i, key in enumerate(keys):
+        overlap.add(key, at(i % 90))
+    decoded = OverlapSet.decode(overlap.encode())
+    assert len(decoded) == len(keys)
+    assert all(key in decoded for key in keys)
+    assert "1000500" not in decoded
+    assert "7" not in decoded  # '007' is kept as a distinct key, not the number 7
+
+
+def test_overlap_set_prune_drops_only_older_keys():
+    overlap = OverlapSet()
+    overlap.add("1", at(0))
+    overlap.add("2", at(30))
+    overlap.add("3", at(60))
+    overlap.prune(at(30))
+    assert "1" not in overlap
+    assert "2" in overlap
+    assert "3" in overlap
+
+
+@pytest.mark.parametrize("kind", ["numeric", "uuid"])
+def test_overlap_set_size_at_20000_rows_an_hour(kind):
+    """The issue's budget: 20,000 activities an hour, 60 min lookback, < 256 KB."""
+    rng = random.Random(4)
+    overlap = OverlapSet()
+    base = 8_000_000_000
+    for i in range(20_000):
+        key = (
+            str(base + i * 3 + rng.randrange(3))
+            if kind == "numeric"
+            else str(uuid.UUID(int=rng.getrandbits(128)))
+        )
+        overlap.add(key, at(rng.random() * 60))
+    encoded = overlap.encode()
+    print(f"overlap set, 20,000 {kind} keys: {len(encoded)} bytes")
+    assert len(encoded) < 256 * 1024
+
+
+def test_first_pass_starts_at_start_date_and_sets_bookmark_and_overlap():
+    state: dict = {}
+    sync = new_sync(state)
+    start = sync.start()
+    assert start.since == T0
+    assert not start.resumes_cursor
+    assert sync.admit("1", at(10))
+    assert sync.admit("2", at(100))
+    assert not sync.admit("1", at(10))  # same key twice in a pass
+    assert not sync.admit("0", at(-5))  # before start_date: never emitted
+    sync.page_done("tok-1")
+    assert state["cursor"]["token"] == "tok-1"
+    sync.finish()
+    assert "cursor" not in state
+    assert state["replication_key_value"] == "2024-04-12T13:40:00Z"
+    overlap = OverlapSet.decode(state["overlap"]["keys"])
+    assert "2" in overlap  # inside [bookmark - lookback, bookmark]
+    assert "1" not in overlap  # stamped before the next window: never re-read
+
+
+def test_next_pass_starts_lookback_before_bookmark_and_skips_overlap():
+    state: dict = {}
+    first = new_sync(state)
+    first.admit("a", at(100))
+    first.finish()
+    second = new_sync(state, now=at(240))
+    assert second.start().since == at(40)
+    assert not second.admit("a", at(100))  # re-read inside the window
+    assert second.admit("late", at(90))  # committed late, stamped before the bookmark
+    assert second.report.max_lateness == dt.timedelta(minutes=10)
+    assert second.report.duplicates == 1
+    second.finish()
+    assert state["replication_key_value"] == "2024-04-12T13:40:00Z"  # never backwards
+
+
+def test_bookmark_is_capped_by_run_start_and_never_moves_back():
+    state: dict = {
+        "replication_key": "activityDate",
+        "replication_key_value": "2024-04-12T13:00:00Z",
+    }
+    sync = new_sync(state, now=at(90))
+    sync.admit("future", at(500))
+    sync.finish()
+    assert state["replication_key_value"] == "2024-04-12T13:30:00Z"
+    assert "future" in OverlapSet.decode(state["overlap"]["keys"])
+
+
+def test_cursor_resume_keeps_pending_keys_and_window():
+    state: dict = {}
+    sync = new_sync(state)
+    sync.admit("1", at(50))
+    sync.page_done("tok-2")
+    saved = dict(state)
+    resumed = new_sync(saved)
+    start = resumed.start()
+    assert start.resumes_cursor
+    assert start.token == "tok-2"
+    assert not resumed.admit("1", at(50))  # already delivered before the kill
+    fallback = resumed.fall_back()
+    assert fallback.since == T0  # recovery time: max(window start, 12:50 - 60 min)
+    assert not fallback.resumes_cursor
+
+
+def test_recovery_time_is_max_delivered_minus_lookback():
+    state: dict = {}
+    sync = new_sync(state, now=at(300))
+    sync.admit("1", at(200))
+    sync.page_done("tok")
+    assert sync.recovery_time() == at(140)
+
+
+@pytest.mark.parametrize(
+    ("state", "field"),
+    [
+        ({"replication_key_value": "yesterday"}, "replication_key_value"),
+        ({"replication_key_value": 12}, "replication_key_value"),
+        (
+            {"replication_key": "updatedAt", "replication_key_value": "2024-01-01T00:00:00Z"},
+            "replication_key",
+        ),
+        ({"overlap": {"v": 99, "keys": ""}}, "overlap.v"),
+        ({"overlap": {"v": 1, "keys": "not-base64!"}}, "overlap.keys"),
+        (
+            {
+                "cursor": {
+                    "v": 1,
+                    "token": "",
+                    "window_start": "2024-01-01T00:00:00Z",
+                    "pending": "",
+                }
+            },
+            "cursor.token",
+        ),
+        ({"cursor": "abc"}, "cursor"),
+    ],
+)
+def test_malformed_state_names_the_field(state, field):
+    with pytest.raises(StateError, match=f"field '{field}'"):
+        new_sync(state)
+
+
+def test_lateness_warning_fires_within_20_percent_only():
+    assert lateness_warning(dt.timedelta(minutes=47), LOOKBACK) is None
+    text = lateness_warning(dt.timedelta(minutes=52), LOOKBACK)
+    assert text is not None
+    assert text.startswith(
+        "rows arrived up to 52 min late; lookback is 60 min; raise lookback_minutes"
+    )
