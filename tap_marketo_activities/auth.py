@@ -32,7 +32,6 @@ class MarketoAuthenticator(OAuthAuthenticator):
         identity_url: str,
         client_id: str,
         client_secret: str,
-        session: requests.Session,
         timeout: float,
         verify: bool = True,
         on_token: t.Callable[[], None] | None = None,
@@ -43,7 +42,9 @@ class MarketoAuthenticator(OAuthAuthenticator):
             client_secret=client_secret,
             default_expiration=3600,
         )
-        self._http = session
+        # A session of its own: the REST session carries this authenticator as its
+        # `auth`, and an identity call through it would try to authenticate itself.
+        self._http = requests.Session()
         self._timeout = timeout
         self._verify = verify
         self._lock = threading.Lock()

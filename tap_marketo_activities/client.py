@@ -119,7 +119,6 @@ class MarketoAPI:
             identity_url=self.identity_url,
             client_id=str(config.get("client_id") or ""),
             client_secret=str(config.get("client_secret") or ""),
-            session=self.session,
             timeout=self.timeout,
         )
         self.run_started: dt.datetime | None = None

@@ -130,7 +130,7 @@ class IncrementalStream(MarketoStream):
         sync = PartitionSync(
             self.get_context_state(context),
             label=self.partition_label(context),
-            start_date=parse_datetime(config["start_date"]),
+            start_date=self._tap.start_date,  # type: ignore[attr-defined]
             lookback=dt.timedelta(minutes=int(config.get("lookback_minutes", 60))),
             run_started=self.api.now,
         )
