@@ -1,0 +1,333 @@
+"""Never lose a late row, never send one twice: scheduled runs with state carried over."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+
+import pytest
+from conftest import TAP, guid_counts, parse_messages, sim_config, write_json
+
+from tap_marketo_activities.simulator import Campaign, World
+
+UTC = dt.timezone.utc
+DAY = dt.datetime(2024, 4, 12, tzinfo=UTC)
+START_DATE = "2024-04-12T06:00:00Z"
+LEAD_FIELDS = ["email", "firstName", "lastName", "company", "leadStatus", "leadScore"]
+STREAMS = ("activities", "lead_changes", "deleted_leads")
+
+
+def seed_day(rows: int, seed: int, max_late_minutes: float) -> World:
+    """The seed article's afternoon sends inside a whole day of late-committing background."""
+    return World.generate(
+        start=DAY,
+        hours=24,
+        rows=rows,
+        seed=seed,
+        campaigns=[
+            Campaign(DAY + dt.timedelta(hours=12, minutes=30), rows // 10),
+            Campaign(
+                DAY + dt.timedelta(hours=13, minutes=45),
+                rows // 10,
+                commit_until=DAY + dt.timedelta(hours=14, minutes=10),
+            ),
+        ],
+        late_fraction=0.25,
+        max_late_minutes=max_late_minutes,
+    )
+
+
+def expected(sim, stream: str, since: str = START_DATE) -> list[str]:
+    kwargs = {"fields": LEAD_FIELDS} if stream == "lead_changes" else {}
+    return sorted(r["marketoGUID"] for r in sim.expected(stream, since=since, **kwargs))
+
+
+def run_schedule(sim, run_tap, config, times, state=None):
+    """Run the tap at each virtual time, passing each run's final state to the next."""
+    delivered: dict[str, list[dict]] = {s: [] for s in STREAMS}
+    runs = []
+    for moment in times:
+        sim.clock.set(moment)
+        run = run_tap(config, state)
+        assert run.returncode == 0, run.stderr[-3000:]
+        for stream in STREAMS:
+            delivered[stream] += run.records.get(stream, [])
+        state = run.state
+        runs.append(run)
+    return delivered, state, runs
+
+
+def assert_exactly_once(sim, delivered, since: str = START_DATE):
+    for stream in STREAMS:
+        counts = guid_counts(delivered[stream])
+        twice = [g for g, n in counts.items() if n > 1]
+        assert not twice, f"{stream}: {len(twice)} rows delivered twice"
+        want = expected(sim, stream, since)
+        missing = set(want) - set(counts)
+        assert not missing, f"{stream}: {len(missing)} of {len(want)} rows lost"
+        assert sorted(counts) == want, f"{stream}: rows from before start_date or unknown rows"
+        assert all(r["activityDate"] >= since for r in delivered[stream])
+
+
+def every(start: dt.datetime, end: dt.datetime, step: dt.timedelta) -> list[dt.datetime]:
+    times, moment = [], start
+    while moment <= end:
+        times.append(moment)
+        moment += step
+    return times
+
+
+@pytest.mark.parametrize("max_late_minutes", [25, 50])
+def test_a_day_of_runs_every_two_hours_delivers_everything_once(
+    simulator, run_tap, max_late_minutes
+):
+    sim = simulator(seed_day(rows=4000, seed=max_late_minutes, max_late_minutes=max_late_minutes))
+    config = sim_config(sim, start_date=START_DATE, lookback_minutes=60)
+    times = every(DAY + dt.timedelta(hours=2), DAY + dt.timedelta(hours=26), dt.timedelta(hours=2))
+    delivered, state, runs = run_schedule(sim, run_tap, config, times)
+    assert_exactly_once(sim, delivered)
+    # The 14:00 run saw only part of the 13:45 send; a later run picked up the rest.
+    assert any(r["activityDate"] < "2024-04-12T14:00:00Z" for r in runs[7].records["activities"])
+    # The bookmark is the max activityDate delivered, never after the run started.
+    for partition in state["bookmarks"]["activities"]["partitions"]:
+        assert partition["replication_key_value"] <= "2024-04-13T02:00:00Z"
+        assert "cursor" not in partition
+
+
+def test_runs_every_five_minutes_deliver_everything_once(simulator, run_tap):
+    world = World.generate(
+        start=DAY + dt.timedelta(hours=12),
+        hours=2,
+        rows=800,
+        seed=9,
+        campaigns=[
+            Campaign(
+                DAY + dt.timedelta(hours=13, minutes=45),
+                200,
+                commit_until=DAY + dt.timedelta(hours=14, minutes=30),
+            )
+        ],
+        late_fraction=0.3,
+        max_late_minutes=40,
+    )
+    sim = simulator(world)
+    config = sim_config(sim, start_date="2024-04-12T12:00:00Z")
+    times = every(
+        DAY + dt.timedelta(hours=12, minutes=5),
+        DAY + dt.timedelta(hours=14, minutes=45),
+        dt.timedelta(minutes=5),
+    )
+    delivered, _, _ = run_schedule(sim, run_tap, config, times)
+    assert_exactly_once(sim, delivered, since="2024-04-12T12:00:00Z")
+
+
+def test_without_lookback_late_rows_are_lost(simulator, run_tap):
+    """The seed article's failure, reproduced: the test above would catch a broken window."""
+    sim = simulator(seed_day(rows=2000, seed=3, max_late_minutes=50))
+    config = sim_config(sim, start_date=START_DATE, lookback_minutes=0)
+    times = every(DAY + dt.timedelta(hours=2), DAY + dt.timedelta(hours=26), dt.timedelta(hours=2))
+    delivered, _, _ = run_schedule(sim, run_tap, config, times)
+    got = {g for r in delivered["activities"] for g in [r["marketoGUID"]]}
+    assert set(expected(sim, "activities")) - got, "expected losses without a lookback"
+
+
+def kill_after(config_path, state_path, records_before_kill, timeout=120):
+    """Start the tap, SIGKILL it after N record lines; return the lines it wrote."""
+    command = [*TAP, "--config", str(config_path)]
+    if state_path is not None:
+        command += ["--state", str(state_path)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    lines, records = [], 0
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if '"type":"RECORD"' in line.replace(" ", ""):
+                records += 1
+                if records >= records_before_kill:
+                    os.kill(process.pid, signal.SIGKILL)
+                    break
+    finally:
+        process.wait(timeout=timeout)
+        if process.stdout is not None:
+            process.stdout.close()
+    return parse_messages("".join(lines)), process.returncode
+
+
+def test_sigkill_at_random_points_resumes_from_the_cursor(simulator, run_tap, tmp_path):
+    rng = random.Random(2024)
+    page_size = 40
+    for trial in range(6):
+        sim = simulator(World.seed_afternoon(rows=1200, seed=trial), now="2024-04-12T16:00:00Z")
+        config = sim_config(sim, page_size=page_size)
+        config_path = write_json(tmp_path, f"config{trial}.json", config)
+        messages: list[dict] = []
+        state = None
+        for kill in range(3):
+            state_path = (
+                None if state is None else write_json(tmp_path, f"s{trial}-{kill}.json", state)
+            )
+            written, code = kill_after(config_path, state_path, rng.randrange(1, 900))
+            messages += written
+            states = [m["value"] for m in written if m["type"] == "STATE"]
+            state = states[-1] if states else state
+            if code == 0:
+                break
+        final = run_tap(config, state)
+        assert final.returncode == 0, final.stderr[-2000:]
+        messages += final.messages
+        partitions = len(final.state["bookmarks"]["activities"]["partitions"])
+        for stream in STREAMS:
+            rows = [
+                m["record"] for m in messages if m["type"] == "RECORD" and m["stream"] == stream
+            ]
+            counts = guid_counts(rows)
+            kwargs = {"fields": LEAD_FIELDS} if stream == "lead_changes" else {}
+            want = {
+                r["marketoGUID"]
+                for r in sim.expected(stream, since="2024-04-12T12:00:00Z", **kwargs)
+            }
+            assert want <= set(counts), (
+                f"trial {trial}: {stream} lost {len(want - set(counts))} rows"
+            )
+            resent = sum(n - 1 for n in counts.values())
+            bound = (
+                page_size * (partitions if stream == "activities" else 1) * 3
+            )  # one page per kill
+            assert resent <= bound, f"trial {trial}: {stream} re-sent {resent} rows (bound {bound})"
+
+
+def test_resume_uses_the_cursor_not_a_new_walk(simulator, run_tap, tmp_path):
+    sim = simulator(World.seed_afternoon(rows=2000, seed=8), now="2024-04-12T16:00:00Z")
+    config = sim_config(sim, page_size=50, activity_type_ids=[6])
+    config_path = write_json(tmp_path, "config.json", config)
+    written, _ = kill_after(config_path, None, 300)
+    state = [m["value"] for m in written if m["type"] == "STATE"][-1]
+    cursor = state["bookmarks"]["activities"]["partitions"][0]["cursor"]
+    assert cursor["token"]
+    sim.reset_counters()
+    resumed = run_tap(config, state)
+    assert resumed.returncode == 0
+    assert "Resuming stream 'activities'" in resumed.stderr
+    # no new date token was minted for the resumed partition
+    assert (
+        sim.counters.calls_by_path.get("/rest/v1/activities/pagingtoken.json", 0) == 2
+    )  # leads+deletes
+    got = {
+        m["record"]["marketoGUID"]
+        for m in written
+        if m["type"] == "RECORD" and m["stream"] == "activities"
+    }
+    got |= set(resumed.guids("activities"))
+    want = {
+        r["marketoGUID"]
+        for r in sim.expected("activities", type_ids=[6], since="2024-04-12T12:00:00Z")
+    }
+    assert want == got
+
+
+def test_rejected_cursor_falls_back_to_recovery_time_and_loses_nothing(
+    simulator, run_tap, tmp_path
+):
+    sim = simulator(World.seed_afternoon(rows=2000, seed=6), now="2024-04-12T16:00:00Z")
+    config = sim_config(sim, page_size=50, activity_type_ids=[6, 1, 2])
+    written, _ = kill_after(write_json(tmp_path, "config.json", config), None, 500)
+    state = [m["value"] for m in written if m["type"] == "STATE"][-1]
+    sim.reject_cursors()
+    resumed = run_tap(config, state)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "refused the saved cursor" in resumed.stderr
+    rows = [m["record"] for m in written if m["type"] == "RECORD" and m["stream"] == "activities"]
+    rows += resumed.records["activities"]
+    counts = guid_counts(rows)
+    want = {
+        r["marketoGUID"]
+        for r in sim.expected("activities", type_ids=[1, 2, 6], since="2024-04-12T12:00:00Z")
+    }
+    assert want == set(counts)
+    assert sum(n - 1 for n in counts.values()) <= 50  # the partly written page only
+
+
+def lateness_world(campaign_minute: int) -> World:
+    """Background up to 14:40 that commits promptly, plus a send committing until 14:45."""
+    return World.generate(
+        start=DAY + dt.timedelta(hours=12),
+        hours=2 + 40 / 60,
+        rows=700,
+        seed=campaign_minute,
+        campaigns=[
+            Campaign(
+                DAY + dt.timedelta(hours=13, minutes=campaign_minute),
+                200,
+                spread_minutes=1,
+                commit_until=DAY + dt.timedelta(hours=14, minutes=45),
+            )
+        ],
+        late_fraction=0.0,
+        max_late_minutes=0,
+    )
+
+
+@pytest.mark.parametrize(("campaign_minute", "warns"), [(48, True), (58, False)])
+def test_lateness_warning_fires_when_and_only_when_it_should(
+    simulator, run_tap, campaign_minute, warns
+):
+    sim = simulator(lateness_world(campaign_minute))
+    config = sim_config(sim, start_date="2024-04-12T12:00:00Z", lookback_minutes=60)
+    sim.clock.set(DAY + dt.timedelta(hours=14, minutes=40))
+    first = run_tap(config)
+    assert first.returncode == 0
+    assert "raise lookback_minutes" not in first.stderr
+    sim.clock.set(DAY + dt.timedelta(hours=15))
+    second = run_tap(config, first.state)
+    assert second.returncode == 0
+    assert ("raise lookback_minutes" in second.stderr) is warns, second.stderr[-1500:]
+    metric = [line for line in second.stderr.splitlines() if "max_lateness_seconds" in line]
+    value = json.loads(metric[-1].split("METRIC: ", 1)[1])["value"]
+    assert (value >= 48 * 60) is warns
+
+
+def test_malformed_state_fails_clearly_and_sends_nothing(simulator, run_tap):
+    sim = simulator(World.seed_afternoon(rows=200, seed=1), now="2024-04-12T16:00:00Z")
+    bad = {"bookmarks": {"deleted_leads": {"replication_key_value": "last tuesday"}}}
+    run = run_tap(sim_config(sim), bad)
+    assert run.returncode != 0
+    assert any(
+        "replication_key_value" in line and "deleted_leads" in line for line in run.error_lines()
+    )
+    assert not run.records
+    assert "Traceback" not in run.stderr
+    future = {
+        "bookmarks": {
+            "lead_changes": {
+                "replication_key_value": "2024-04-12T13:00:00Z",
+                "overlap": {"v": 2, "keys": ""},
+            }
+        }
+    }
+    run = run_tap(sim_config(sim), future)
+    assert run.returncode != 0
+    assert any("overlap.v" in line for line in run.error_lines())
+
+
+def test_state_from_meltano_export_and_old_deletions_warning(simulator, run_tap):
+    sim = simulator(World.seed_afternoon(rows=200, seed=1), now="2024-04-12T16:00:00Z")
+    state = {
+        "singer_state": {
+            "bookmarks": {
+                "deleted_leads": {
+                    "replication_key": "activityDate",
+                    "replication_key_value": "2024-03-20T00:00:00Z",
+                }
+            }
+        }
+    }
+    run = run_tap(sim_config(sim, start_date="2024-03-01T00:00:00Z"), state)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "more than 14 days old" in run.stderr
