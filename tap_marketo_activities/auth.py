@@ -9,6 +9,8 @@ message that contains the URL: errors are rebuilt from status codes alone.
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import typing as t
 
@@ -17,6 +19,29 @@ from singer_sdk.authenticators import OAuthAuthenticator
 from singer_sdk.helpers._util import utc_now
 
 from tap_marketo_activities.errors import ConfigError, MarketoRetriable
+
+_SECRET_IN_TEXT = re.compile(r"(client_secret|access_token)=[^&\s\"']+")
+
+
+class RedactSecrets(logging.Filter):
+    """Blank credentials in records of libraries that log URLs (urllib3 at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with the secrets replaced; never drop it."""
+        message = record.getMessage()
+        if "client_secret=" in message or "access_token=" in message:
+            record.msg = _SECRET_IN_TEXT.sub(r"\1=REDACTED", message)
+            record.args = ()
+        return True
+
+
+def redact_library_logs() -> None:
+    """Install the filter once on the loggers that print request lines."""
+    for name in ("urllib3.connectionpool", "urllib3", "requests"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
+
 
 # Renew this long before Marketo says the token expires, so a token never dies
 # between being attached to a request and the request arriving.
@@ -49,6 +74,7 @@ class MarketoAuthenticator(OAuthAuthenticator):
         self._verify = verify
         self._lock = threading.Lock()
         self._on_token = on_token
+        redact_library_logs()
 
     @property
     def oauth_request_body(self) -> dict:

@@ -14,7 +14,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.plugin_base import _ConfigInput
 
-from tap_marketo_activities.client import MarketoAPI, split_base_url
+from tap_marketo_activities.client import MarketoAPI, is_loopback_http, split_base_url
 from tap_marketo_activities.errors import ConfigError, MarketoError, StateError
 from tap_marketo_activities.incremental import PartitionSync, lateness_warning
 from tap_marketo_activities.records import parse_datetime
@@ -200,10 +200,17 @@ class TapMarketoActivities(Tap):
                         "without a Marketo instance)."
                     )
             if config.get("base_url"):
+                base_url = str(config["base_url"])
                 try:
-                    split_base_url(str(config["base_url"]))
+                    split_base_url(base_url)
                 except ConfigError as exc:
                     errors.append(str(exc))
+                else:
+                    if base_url.startswith("http:") and not is_loopback_http(base_url):
+                        errors.append(
+                            "base_url must use https: (plain http is accepted only for a "
+                            "simulator on 127.0.0.1)."
+                        )
             if not config.get("start_date"):
                 errors.append(
                     "start_date is required: an ISO 8601 date-time with a zone, e.g. "
@@ -248,6 +255,7 @@ class TapMarketoActivities(Tap):
             )
             self.logger.info("Running against the built-in simulator at %s", simulator.base_url)
         api = MarketoAPI(config, self.logger)
+        self.__dict__["api"] = api  # the usage call below reaches it through the tap
         if config.get("max_daily_calls"):
             self._read_usage(api)
         return api
