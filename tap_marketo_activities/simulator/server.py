@@ -1,0 +1,489 @@
+"""HTTP for the simulator: a threaded ``http.server`` on 127.0.0.1 and the ``MarketoSimulator``
+object that owns the world, the clock, the limits, the faults and the counters.
+
+Order of checks on a REST call (identity calls skip all but the scripted faults):
+1. request line over 8192 bytes -> HTTP 414, no body (Marketo's URI limit is 8 KB);
+2. a scripted fault for this path (``inject``), else a random one (``Faults``);
+3. the access token: ``Authorization: Bearer`` or the deprecated ``?access_token=`` (accepted,
+   counted); missing or unknown -> 601, expired -> 602;
+4. concurrency (615), trailing-window rate (606), daily quota (607), in that order;
+5. ``latency_s`` of real sleep (while the call counts as in flight), then the endpoint.
+Every answer carries the VIRTUAL clock in its ``Date`` header: the tap takes the server's Date
+as the moment its run started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import threading
+import time
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import count
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from . import catalog as cat
+from .clock import VirtualClock, parse_datetime
+from .counters import CounterBook, Counters
+from .endpoints import ROUTES, ApiError, Params
+from .faults import HTTP_STATUS_KINDS, Faults, FaultScript
+from .identity import AccessTokens
+from .limits import Limits
+from .world import World
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+    from types import TracebackType
+
+MAX_REQUEST_LINE = 8192
+MAX_BODY = 1024 * 1024  # Marketo's 1 MB body limit (413 above it)
+IDENTITY_PATH = "/identity/oauth/token"
+JSON_TYPE = "application/json;charset=UTF-8"
+_GATEWAY_PAGES = {
+    "500": "Internal Server Error",
+    "502": "Bad Gateway",
+    "503": "Service Unavailable",
+    "504": "Gateway Timeout",
+}
+
+
+class MarketoSimulator:
+    """A running (inside ``with``) simulated Marketo instance; every knob is a plain attribute."""
+
+    def __init__(
+        self,
+        world: World | None = None,
+        *,
+        faults: Faults | None = None,
+        token_lifetime_s: float = 3600,
+        client_id: str = "simulator",
+        client_secret: str = "simulator",  # noqa: S107 (the simulator's documented secret)
+        rate_limit_calls: int = 100,
+        rate_limit_window_s: float = 20.0,
+        max_concurrency: int = 10,
+        daily_quota: int = 50_000,
+        latency_s: float = 0.0,
+        long_tokens: bool = False,
+        now: str | datetime | None = None,
+        scan_block: int = 1000,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        scope: str = "simulator@example.com",
+        seed: int = 0,
+        stale_token_code: str = "1003",  # noqa: S107 (an error code, not a secret)
+        invalid_token_code: str = "1003",  # noqa: S107 (an error code, not a secret)
+        bad_since_code: str = "1001",
+        log_requests: bool = False,
+    ) -> None:
+        self.world = world if world is not None else World.seed_afternoon()
+        self.faults = faults if faults is not None else Faults()
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.rate_limit_calls = rate_limit_calls
+        self.rate_limit_window_s = rate_limit_window_s
+        self.max_concurrency = max_concurrency
+        self.daily_quota = daily_quota
+        self.latency_s = latency_s
+        self.long_tokens = long_tokens
+        self.scan_block = scan_block
+        self.scope = scope
+        self.stale_token_code = stale_token_code
+        self.invalid_token_code = invalid_token_code
+        self.bad_since_code = bad_since_code
+        self.log_requests = log_requests
+        self.cursor_generation = 0
+        start = now if now is not None else (None if self.world.live else self.world.default_now)
+        self.clock = VirtualClock(start, ticking=self.world.live)
+        self.tokens = AccessTokens(lifetime_s=token_lifetime_s, seed=seed)
+        self.limits = Limits()
+        self.script = FaultScript()
+        self.counter_book = CounterBook()
+        self._request_ids = count(0x1607C + seed)
+        self._host, self._port = host, port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> MarketoSimulator:
+        if self._server is not None:
+            return self
+        server = _Server((self._host, self._port), _Handler)
+        server.sim = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> MarketoSimulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the simulator is not running: use `with MarketoSimulator(...)`")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``; REST is under ``/rest``, identity under ``/identity``."""
+        return f"http://{self._host}:{self.port}"
+
+    # ------------------------------------------------------------ knobs and ground truth
+    @property
+    def token_lifetime_s(self) -> float:
+        return self.tokens.lifetime_s
+
+    @token_lifetime_s.setter
+    def token_lifetime_s(self, value: float) -> None:
+        self.tokens.lifetime_s = value
+
+    @property
+    def counters(self) -> Counters:
+        """A frozen snapshot; see ``counters.py`` for the keys."""
+        return self.counter_book.snapshot()
+
+    def reset_counters(self) -> None:
+        self.counter_book.reset(in_flight=self.limits.in_flight)
+
+    def inject(self, path_suffix: str, kind: str, times: int = 1) -> None:
+        """The next ``times`` calls whose path ends with ``path_suffix`` answer with ``kind``."""
+        self.script.add(path_suffix, kind, times)
+
+    def reject_cursors(self) -> None:
+        """Refuse every position token issued before now (``stale_token_code``)."""
+        self.cursor_generation += 1
+
+    def set_quota(self, used: int) -> None:
+        """Set today's quota usage (today by the virtual clock, in CST)."""
+        self.limits.set_quota(used, self.clock.now())
+
+    def expire_tokens(self) -> None:
+        """Expire every access token now (the next REST call with one gets 602)."""
+        self.tokens.expire_all()
+
+    def expected(
+        self,
+        stream: str,
+        type_ids: Iterable[int] | None = None,
+        since: str | datetime | None = None,
+        fields: Iterable[str] | None = None,
+        lead_ids: Iterable[int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """What a perfect extractor would have delivered by ``clock.now()`` (see World)."""
+        return self.world.expected(
+            stream,
+            self.clock.now(),
+            type_ids=type_ids,
+            since=parse_datetime(since) if since is not None else None,
+            fields=fields,
+            lead_ids=lead_ids,
+        )
+
+    # ------------------------------------------------------------ used by the handler
+    def next_request_id(self) -> str:
+        millis = int(self.clock.now().timestamp() * 1000)
+        return f"{next(self._request_ids) & 0xFFFFF:x}#{millis:x}"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # keep-alive handler threads must not hold up stop()
+    allow_reuse_address = True
+    request_queue_size = 128
+    sim: MarketoSimulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "MarketoSimulator/1"
+    disable_nagle_algorithm = True
+    timeout = 60  # idle keep-alive connections end eventually
+    server: _Server
+
+    # ------------------------------------------------------------ http.server hooks
+    def version_string(self) -> str:
+        return self.server_version
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header: the VIRTUAL now (RFC 7231 IMF-fixdate)."""
+        del timestamp
+        return format_datetime(self.server.sim.clock.now(), usegmt=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.sim.log_requests:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    # ------------------------------------------------------------ dispatch
+    def _dispatch(self) -> None:
+        sim = self.server.sim
+        url = urlsplit(self.path)
+        path = url.path
+        sim.counter_book.call(path)
+        if len(self.requestline.encode("latin-1", "replace")) > MAX_REQUEST_LINE:
+            self._discard_body()
+            self.close_connection = True
+            sim.counter_book.error("HTTP414")
+            self._send(414, b"", "text/plain")
+            return
+        params: Params = parse_qs(url.query, keep_blank_values=True)
+        form, content_type = self._form_body()
+        if form is None:
+            return
+        override = self.command == "POST" and params.get("_method", [""])[-1].upper() == "GET"
+        params.pop("_method", None)
+        if override:
+            sim.counter_book.add("method_override_posts")
+        for name, values in form.items():
+            params.setdefault(name, []).extend(values)
+        if path == IDENTITY_PATH:
+            self._identity(params)
+            return
+        if not path.startswith("/rest/"):
+            sim.counter_book.error("HTTP404")
+            self._send(404, b"Not Found", "text/plain")
+            return
+        in_flight = sim.limits.enter()
+        sim.counter_book.concurrency(in_flight)
+        try:
+            self._rest(path, params, in_flight, override, content_type)
+        finally:
+            sim.limits.leave()
+
+    def _rest(
+        self, path: str, params: Params, in_flight: int, override: bool, content_type: str
+    ) -> None:
+        sim = self.server.sim
+        book = sim.counter_book
+        injected = sim.script.take(path)
+        kind = injected if injected is not None else sim.faults.draw()
+        if kind == "slow":
+            book.injected_only("slow")
+            time.sleep(sim.faults.slow_s)
+            kind = None
+        elif kind is not None and kind not in ("no_result", "bad_record"):
+            self._fault(kind)
+            return
+        token = self._access_token(params)
+        if token is None:
+            self._error("601", "Access token not specified", enforced=True)
+            return
+        problem = sim.tokens.check(token)
+        if problem is not None:
+            self._error(problem, enforced=True)
+            return
+        if self.command == "POST" and not override:
+            self._error("605")
+            return
+        has_body = self.headers.get("Content-Length", "0") != "0"
+        if override and has_body and "x-www-form-urlencoded" not in content_type:
+            self._error("612")
+            return
+        if in_flight > sim.max_concurrency:
+            self._error("615", enforced=True)
+            return
+        if not sim.limits.admit_rate(sim.rate_limit_calls, sim.rate_limit_window_s):
+            message = cat.error_message(
+                "606", calls=sim.rate_limit_calls, window=_number(sim.rate_limit_window_s)
+            )
+            self._error("606", message, enforced=True)
+            return
+        if not sim.limits.admit_quota(sim.daily_quota, sim.clock.now()):
+            self._error("607", cat.error_message("607", quota=sim.daily_quota), enforced=True)
+            return
+        if sim.latency_s > 0:
+            time.sleep(sim.latency_s)
+        handler = ROUTES.get(path)
+        if handler is None:
+            self._error("610")
+            return
+        try:
+            body = handler(sim, params)
+        except ApiError as exc:
+            self._error(exc.code, exc.message)
+            return
+        if kind == "no_result":
+            book.error("no_result", injected="no_result")
+            body = {"success": True}
+        elif kind == "bad_record":
+            book.error("bad_record", injected="bad_record")
+            result = body.setdefault("result", [])
+            if not result:
+                result.append({"leadId": 1000, "activityTypeId": 1, "attributes": []})
+            result[0].pop("marketoGUID", None)
+            result[0].pop("activityDate", None)
+        self._json(200, body)
+
+    def _identity(self, params: Params) -> None:
+        sim = self.server.sim
+        book = sim.counter_book
+        book.add("identity_calls")
+        kind = sim.script.take(IDENTITY_PATH)
+        if kind == "no_result":
+            book.error("no_result", injected="no_result")
+            self._json(200, {}, envelope=False)
+            return
+        if kind is not None and kind not in ("slow", "bad_record"):
+            self._fault(kind)
+            return
+        if kind == "slow":
+            book.injected_only("slow")
+            time.sleep(sim.faults.slow_s)
+
+        def one(name: str) -> str | None:
+            values = params.get(name)
+            return values[-1] if values else None
+
+        if one("grant_type") != "client_credentials":
+            book.error("HTTP400")
+            self._json(
+                400,
+                {"error": "unsupported_grant_type", "error_description": "Unsupported grant type"},
+                envelope=False,
+            )
+            return
+        if one("client_id") != sim.client_id or one("client_secret") != sim.client_secret:
+            book.error("HTTP401")
+            self._json(
+                401,
+                {"error": "invalid_client", "error_description": "Bad client credentials"},
+                envelope=False,
+            )
+            return
+        token, expires_in, fresh = sim.tokens.issue(sim.client_id)
+        if fresh:
+            book.add("tokens_issued")
+        self._json(
+            200,
+            {
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": expires_in,
+                "scope": sim.scope,
+            },
+            envelope=False,
+        )
+
+    # ------------------------------------------------------------ pieces
+    def _access_token(self, params: Params) -> str | None:
+        header = self.headers.get("Authorization", "")
+        query = params.pop("access_token", None)
+        if query:
+            self.server.sim.counter_book.add("access_token_query_uses")
+        if header[:7].lower() == "bearer " and header[7:].strip():
+            return header[7:].strip()
+        return query[-1] if query else None
+
+    def _form_body(self) -> tuple[Params | None, str]:
+        """The form-encoded body of a POST ({} when none); None when already answered (413)."""
+        content_type = self.headers.get("Content-Type", "")
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            self.server.sim.counter_book.error("HTTP413")
+            self._send(413, b"", "text/plain")
+            return None, content_type
+        raw = self.rfile.read(length) if length else b""
+        if raw and "x-www-form-urlencoded" in content_type:
+            return parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True), content_type
+        return {}, content_type
+
+    def _discard_body(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if 0 < length <= MAX_BODY:
+            self.rfile.read(length)
+
+    def _fault(self, kind: str) -> None:
+        book = self.server.sim.counter_book
+        if kind == "reset":
+            book.error("reset", injected="reset")
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if kind == "malformed":
+            book.error("malformed", injected="malformed")
+            rid = self.server.sim.next_request_id()
+            self._send(200, f'{{"requestId":"{rid}","success":tr'.encode(), JSON_TYPE)
+            return
+        if kind in HTTP_STATUS_KINDS:
+            book.error(f"HTTP{kind}", injected=kind)
+            if kind == "414":
+                self._send(414, b"", "text/plain")
+                return
+            page = _GATEWAY_PAGES.get(kind, "Error")
+            html = f"<html><body><h1>{kind} {page}</h1></body></html>".encode()
+            self._send(int(kind), html, "text/html")
+            return
+        self._error(kind, injected=True)
+
+    def _error(
+        self,
+        code: str,
+        message: str | None = None,
+        *,
+        injected: bool = False,
+        enforced: bool = False,
+    ) -> None:
+        book = self.server.sim.counter_book
+        book.error(code, injected=code if injected else None, enforced=enforced)
+        text = message or cat.error_message(code)
+        if injected and code == "606":
+            sim = self.server.sim
+            text = cat.error_message(
+                "606", calls=sim.rate_limit_calls, window=_number(sim.rate_limit_window_s)
+            )
+        elif injected and code == "607":
+            text = cat.error_message("607", quota=self.server.sim.daily_quota)
+        self._json(200, {"success": False, "errors": [{"code": code, "message": text}]})
+
+    def _json(self, status: int, body: dict[str, Any], *, envelope: bool = True) -> None:
+        if envelope:
+            body = {"requestId": self.server.sim.next_request_id(), **body}
+        self._send(status, json.dumps(body, separators=(",", ":")).encode(), JSON_TYPE)
+
+    def _send(self, status: int, payload: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
