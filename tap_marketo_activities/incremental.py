@@ -75,10 +75,17 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 class OverlapSet:
-    """Keys delivered recently, each with its ``activityDate`` (epoch seconds)."""
+    """Keys delivered recently, each with its ``activityDate`` (epoch seconds).
+
+    Kept grouped by second, with each group's encoding cached: a pass writes the set
+    into the state after every page, and only the seconds that page touched need
+    encoding again.
+    """
 
     def __init__(self) -> None:
         self._stamps: dict[_Key, int] = {}
+        self._groups: dict[int, set[_Key]] = {}
+        self._encoded: dict[int, bytes] = {}
 
     def __len__(self) -> int:
         return len(self._stamps)
@@ -86,41 +93,62 @@ class OverlapSet:
     def __contains__(self, key: str) -> bool:
         return _normal_key(key) in self._stamps
 
+    def _put(self, key: _Key, stamp: int) -> None:
+        old = self._stamps.get(key)
+        if old == stamp:
+            return
+        if old is not None:
+            self._groups[old].discard(key)
+            self._encoded.pop(old, None)
+        self._stamps[key] = stamp
+        self._groups.setdefault(stamp, set()).add(key)
+        self._encoded.pop(stamp, None)
+
     def add(self, key: str, when: dt.datetime) -> None:
         """Remember ``key`` as delivered, stamped ``when``."""
-        self._stamps[_normal_key(key)] = int(when.timestamp())
+        self._put(_normal_key(key), int(when.timestamp()))
 
     def update(self, other: OverlapSet) -> None:
         """Union with ``other``."""
-        self._stamps.update(other._stamps)
+        for key, stamp in other._stamps.items():
+            self._put(key, stamp)
 
     def prune(self, before: dt.datetime) -> None:
         """Drop keys stamped before ``before``: no future window reaches them."""
         limit = int(before.timestamp())
-        self._stamps = {k: s for k, s in self._stamps.items() if s >= limit}
+        for stamp in [s for s in self._groups if s < limit]:
+            for key in self._groups.pop(stamp):
+                del self._stamps[key]
+            self._encoded.pop(stamp, None)
+
+    def _encode_group(self, stamp: int) -> bytes:
+        cached = self._encoded.get(stamp)
+        if cached is not None:
+            return cached
+        keys = self._groups[stamp]
+        out = bytearray()
+        numbers = sorted(k for k in keys if isinstance(k, int))
+        digests = sorted(k for k in keys if isinstance(k, bytes))
+        _varint(len(numbers), out)
+        last = 0
+        for number in numbers:
+            _varint(number - last, out)
+            last = number
+        _varint(len(digests), out)
+        for digest in digests:
+            out += digest
+        self._encoded[stamp] = encoded = bytes(out)
+        return encoded
 
     def encode(self) -> str:
         """Compact text: varint-coded groups by second, zlib, base64."""
-        groups: dict[int, list[_Key]] = {}
-        for key, stamp in self._stamps.items():
-            groups.setdefault(stamp, []).append(key)
         out = bytearray()
         previous = 0
-        for stamp in sorted(groups):
-            keys = groups[stamp]
+        for stamp in sorted(s for s, keys in self._groups.items() if keys):
             _varint(stamp - previous, out)
             previous = stamp
-            numbers = sorted(k for k in keys if isinstance(k, int))
-            digests = sorted(k for k in keys if isinstance(k, bytes))
-            _varint(len(numbers), out)
-            last = 0
-            for number in numbers:
-                _varint(number - last, out)
-                last = number
-            _varint(len(digests), out)
-            for digest in digests:
-                out += digest
-        return base64.b64encode(zlib.compress(bytes(out), 9)).decode("ascii")
+            out += self._encode_group(stamp)
+        return base64.b64encode(zlib.compress(bytes(out), 6)).decode("ascii")
 
     @classmethod
     def decode(cls, text: str) -> OverlapSet:
@@ -136,14 +164,14 @@ class OverlapSet:
             for _ in range(count):
                 delta, pos = _read_varint(data, pos)
                 last += delta
-                result._stamps[last] = stamp
+                result._put(last, stamp)
             count, pos = _read_varint(data, pos)
             for _ in range(count):
                 digest = data[pos : pos + 8]
                 if len(digest) != 8:
                     msg = "truncated digest"
                     raise ValueError(msg)
-                result._stamps[bytes(digest)] = stamp
+                result._put(bytes(digest), stamp)
                 pos += 8
         return result
 

@@ -9,12 +9,14 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TAP = [sys.executable, "-m", "tap_marketo_activities"]
 
