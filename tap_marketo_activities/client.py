@@ -168,6 +168,20 @@ class MarketoPaginator(BaseAPIPaginator[str | None]):
         token = envelope(response).get("nextPageToken")
         return str(token) if token else None
 
+    def advance(self, response: requests.Response) -> None:
+        """As the SDK does, but a token that does not move is Marketo's fault, said plainly."""
+        try:
+            super().advance(response)
+        except RuntimeError:
+            body = envelope(response)
+            msg = (
+                "Marketo returned the same nextPageToken again with moreResult true (requestId "
+                f"{body.get('requestId', 'unknown')}); following it would loop forever. "
+                "Stopping without moving the bookmark; the next run starts over from the saved "
+                "state."
+            )
+            raise MalformedResponse(msg) from None
+
 
 def envelope(response: requests.Response) -> dict[str, t.Any]:
     """The parsed JSON body, parsed once per response and cached on it."""

@@ -326,6 +326,15 @@ class PartitionSync:
             return self.start_date
         return max(self.bookmark - self.lookback, self.start_date)
 
+    def inherit(self, *, bookmark: dt.datetime, overlaps: list[t.Any]) -> None:
+        """Start a fresh partition from another's progress (see ActivitiesStream)."""
+        self.bookmark = bookmark
+        for blob in overlaps:
+            if blob is not None:
+                checked = self._check_version(blob, "overlap")
+                self.overlap.update(self._read_set(checked.get("keys"), "overlap.keys"))
+        self.window_start = self._initial_window_start()
+
     def start(self) -> Start:
         """Resume from the cursor if there is one, else read from the window start."""
         if self.cursor:

@@ -134,7 +134,7 @@ class IncrementalStream(MarketoStream):
             lookback=dt.timedelta(minutes=int(config.get("lookback_minutes", 60))),
             run_started=self.api.now,
         )
-        self.before_pass(sync)
+        self.before_pass(sync, context)
         start = sync.start()
         try:
             yield from self._walk(context, sync, start)
@@ -161,7 +161,7 @@ class IncrementalStream(MarketoStream):
             sync.state.get("replication_key_value"),
         )
 
-    def before_pass(self, sync: PartitionSync) -> None:
+    def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
         """Hook for stream-specific checks before a pass."""
 
     def _walk(self, context: Context | None, sync: PartitionSync, start: Start) -> Iterable[dict]:
@@ -228,6 +228,37 @@ class ActivitiesStream(IncrementalStream):
         ]
         return [{"activity_type_ids": ids} for ids in groups]
 
+    def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
+        """A new group made of types that older groups already read inherits their progress.
+
+        When a type leaves ``activity_type_ids``, the rest of its group forms a new group
+        with no state; starting it at ``start_date`` would re-read years of history. If every
+        type in it was read by a group in the state, it starts from the earliest of those
+        bookmarks (never later than any of them: nothing is skipped) with their overlap sets.
+        """
+        if sync.bookmark is not None or sync.cursor is not None:
+            return
+        types = set((context or {}).get("activity_type_ids") or ())
+        donors = [
+            p
+            for p in self.state_manager.get_state_partitions() or []
+            if set((p.get("context") or {}).get("activity_type_ids") or ()) & types
+            and p.get("replication_key_value")
+        ]
+        covered = {i for p in donors for i in p["context"]["activity_type_ids"]}
+        if not donors or not types <= covered:
+            return
+        earliest = min(donors, key=lambda p: parse_datetime(p["replication_key_value"]))
+        sync.inherit(
+            bookmark=parse_datetime(earliest["replication_key_value"]),
+            overlaps=[p.get("overlap") for p in donors],
+        )
+        self.logger.info(
+            "%s starts from bookmark %s, inherited from the type groups that read its types before",
+            sync.label,
+            earliest["replication_key_value"],
+        )
+
     def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict:
         """Add the partition's activity types (comma-separated, as the docs show)."""
         params = super().get_url_params(context, next_page_token)
@@ -281,7 +312,7 @@ class DeletedLeadsStream(IncrementalStream):
     name = "deleted_leads"
     path = "/v1/activities/deletedleads.json"
 
-    def before_pass(self, sync: PartitionSync) -> None:
+    def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
         """Warn when the bookmark is older than Marketo keeps deletions."""
         if sync.bookmark is not None and self.api.now() - sync.bookmark > DELETIONS_RETAINED:
             self.logger.warning(

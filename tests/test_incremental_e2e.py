@@ -331,3 +331,25 @@ def test_state_from_meltano_export_and_old_deletions_warning(simulator, run_tap)
     run = run_tap(sim_config(sim, start_date="2024-03-01T00:00:00Z"), state)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "more than 14 days old" in run.stderr
+
+
+def test_regrouped_types_inherit_progress_instead_of_rereading_history(simulator, run_tap):
+    sim = simulator(World.seed_afternoon(rows=1500, seed=12), now="2024-04-12T15:00:00Z")
+    types = [1, 2, 3, 6, 7, 8, 9, 10, 11, 12, 22, 24]
+    first = run_tap(sim_config(sim, activity_type_ids=types))
+    assert first.returncode == 0, first.stderr[-2000:]
+    sim.clock.set("2024-04-12T17:00:00Z")
+    fewer = [t for t in types if t != 6]  # a type leaves: its group is re-formed
+    second = run_tap(sim_config(sim, activity_type_ids=fewer), first.state)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "inherited from the type groups" in second.stderr
+    delivered = first.records["activities"] + second.records["activities"]
+    counts = guid_counts([r for r in delivered if r["activityTypeId"] != 6])
+    want = {
+        r["marketoGUID"]
+        for r in sim.expected("activities", type_ids=fewer, since="2024-04-12T12:00:00Z")
+    }
+    assert set(counts) == want  # nothing lost
+    assert max(counts.values()) == 1  # and history was not sent again
+    # the new group did not start at start_date
+    assert all(r["activityDate"] >= "2024-04-12T13:00:00Z" for r in second.records["activities"])
