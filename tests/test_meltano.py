@@ -1,0 +1,752 @@
+"""Meltano and real targets, end to end.
+
+What users run: ``meltano run tap-marketo target-jsonl`` (Meltano's state backend carrying the
+bookmark), ``meltano run tap-marketo target-postgres`` into a real PostgreSQL, the plain pipe
+``tap-marketo-activities --config c.json --state s.json | target-jsonl``, and the README's first
+quick-start command. Plus a cheap check that meltano.yml mirrors the tap's settings.
+
+How it stays quick: the checkout is copied once per session into a temporary Meltano project
+(so output/ and .meltano/ never touch the developer's tree), Meltano installs the plugins there
+once, and every test gets a system database of its own (``MELTANO_DATABASE_URI``), hence state
+of its own. Meltano itself comes from ``TAP_MARKETO_TEST_MELTANO`` (a path to the executable) or
+``.ci/install_meltano.sh``; PostgreSQL from the ``TAP_MARKETO_TEST_PG_*`` variables or
+``.ci/postgres.sh``.
+
+Late rows without waiting: the runs that compare deliveries talk to a simulator started in this
+process with a frozen clock (the seed afternoon: a Send Email campaign half committed at 14:00),
+so the test moves the clock ten minutes between two runs and knows exactly which rows came in.
+The tap reaches it through the ``prod`` environment with credentials from the environment, the
+way users point it at a real instance.
+
+When Meltano or PostgreSQL cannot be had these tests skip, saying why, except under CI
+(``CI`` set), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import jsonschema
+import pytest
+import yaml
+
+from tap_marketo_activities.simulator import MarketoSimulator, World
+from tap_marketo_activities.tap import DEFAULT_LEAD_CHANGE_FIELDS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+REPO = Path(__file__).resolve().parents[1]
+TAP_EXECUTABLE = Path(sys.executable).with_name("tap-marketo-activities")
+INCREMENTAL_STREAMS = ("activities", "lead_changes", "deleted_leads")
+ALL_STREAMS = ("activity_types", *INCREMENTAL_STREAMS)
+START_DATE = "2024-04-12T12:00:00Z"  # the seed afternoon's start; its clock begins at 14:00
+LATE_MINUTES = 10  # by 14:10 the 13:45 campaign has committed its last rows
+MELTANO_TIMEOUT = 600
+
+pytestmark = pytest.mark.slow
+
+
+# ------------------------------------------------------------------------------ availability
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip on a developer's machine; under CI a missing prerequisite is a failure."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
+    pytest.skip(reason)
+
+
+# ------------------------------------------------------------------------------ the project
+def project_files(root: Path) -> list[str]:
+    """What a fresh clone would hold: tracked and untracked-but-not-ignored files."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", ".meltano", "output", "__pycache__", ".pytest_cache"}
+        return [
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.is_file() and not skip & set(p.relative_to(root).parts)
+        ]
+    return [name for name in listed.decode().split("\0") if name]
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout to run Meltano in."""
+    target = tmp_path_factory.mktemp("project")
+    for name in project_files(REPO):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment minus anything that would steer Meltano or the plugins."""
+    steering = ("MELTANO_", "TAP_MARKETO_", "TARGET_JSONL_", "TARGET_POSTGRES_")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith(steering) and not k.startswith("TAP_MARKETO_TEST_"))
+        and k not in {"VIRTUAL_ENV", "PYTHONPATH"}
+    }
+    env.update(
+        MELTANO_CLI_DISABLE_VERSION_CHECK="true",
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        NO_COLOR="1",
+        # Meltano installs plugins with uv, which compiles no bytecode unless asked; where
+        # PYTHONDONTWRITEBYTECODE is set, every plugin start would recompile its imports.
+        UV_COMPILE_BYTECODE="1",
+    )
+    return env
+
+
+@dataclass
+class Meltano:
+    """The meltano executable, bound to the project copy."""
+
+    executable: Path
+    project: Path
+
+    def __call__(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        database: Path | None = None,
+        cwd: Path | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = clean_environment()
+        if database is not None:
+            full_env["MELTANO_DATABASE_URI"] = f"sqlite:///{database}"
+        full_env.update(env or {})
+        done = subprocess.run(
+            [str(self.executable), *args],
+            cwd=cwd or self.project,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=MELTANO_TIMEOUT,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            pytest.fail(
+                f"meltano {' '.join(args)} exited {done.returncode}\n"
+                f"--- stderr (tail) ---\n{tail(done.stderr)}\n--- stdout (tail) ---\n"
+                f"{tail(done.stdout)}"
+            )
+        return done
+
+
+def tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def meltano_executable() -> Path:
+    given = os.environ.get("TAP_MARKETO_TEST_MELTANO")
+    if given:
+        if not Path(given).is_file():
+            unavailable(f"TAP_MARKETO_TEST_MELTANO={given} is not a file")
+        return Path(given)
+    try:
+        done = subprocess.run(
+            ["bash", str(REPO / ".ci" / "install_meltano.sh")],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        unavailable(f"could not install Meltano with .ci/install_meltano.sh: {exc}")
+    if done.returncode != 0 or not done.stdout.strip():
+        unavailable(
+            "could not install Meltano with .ci/install_meltano.sh (no access to PyPI?):\n"
+            + tail(done.stderr, 20)
+        )
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def meltano(meltano_executable: Path, project: Path) -> Meltano:
+    """Meltano with the tap and the two loaders installed in the project copy."""
+    runner = Meltano(meltano_executable, project)
+    runner("install", "tap-marketo", "target-jsonl", "target-postgres")
+    return runner
+
+
+@pytest.fixture
+def state_db(tmp_path: Path) -> Path:
+    """A system database (hence a state backend) of the test's own."""
+    return tmp_path / "meltano.db"
+
+
+# ------------------------------------------------------------------------------ the simulator
+@pytest.fixture
+def afternoon() -> Iterator[MarketoSimulator]:
+    """The seed afternoon, clock frozen at 14:00, served on 127.0.0.1."""
+    with MarketoSimulator(World.seed_afternoon()) as sim:
+        yield sim
+
+
+def prod_env(sim: MarketoSimulator) -> dict[str, str]:
+    """What a user exports to run the prod environment; here pointing at the simulator."""
+    return {
+        "TAP_MARKETO_BASE_URL": sim.base_url,
+        "TAP_MARKETO_CLIENT_ID": sim.client_id,
+        "TAP_MARKETO_CLIENT_SECRET": sim.client_secret,
+        "TAP_MARKETO_START_DATE": START_DATE,
+    }
+
+
+def expected_guids(sim: MarketoSimulator) -> dict[str, set[str]]:
+    """Per incremental stream, every marketoGUID visible by the simulator's now."""
+    return {
+        "activities": {r["marketoGUID"] for r in sim.expected("activities", since=START_DATE)},
+        "lead_changes": {
+            r["marketoGUID"]
+            for r in sim.expected(
+                "lead_changes", since=START_DATE, fields=DEFAULT_LEAD_CHANGE_FIELDS
+            )
+        },
+        "deleted_leads": {
+            r["marketoGUID"] for r in sim.expected("deleted_leads", since=START_DATE)
+        },
+    }
+
+
+# ------------------------------------------------------------------------------ JSON Lines
+def read_jsonl(directory: Path) -> dict[str, list[dict[str, Any]]]:
+    """Records per stream from target-jsonl's files (one file per stream, no timestamps)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(directory.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as handle:
+            out[path.stem] = [json.loads(line) for line in handle if line.strip()]
+    return out
+
+
+def guid_sets(records: Mapping[str, list[dict[str, Any]]]) -> dict[str, set[str]]:
+    return {
+        stream: {r["marketoGUID"] for r in records.get(stream, [])}
+        for stream in INCREMENTAL_STREAMS
+    }
+
+
+def assert_no_duplicates(records: Mapping[str, list[dict[str, Any]]]) -> None:
+    for stream in INCREMENTAL_STREAMS:
+        repeated = [
+            g
+            for g, n in Counter(r["marketoGUID"] for r in records.get(stream, [])).items()
+            if n > 1
+        ]
+        assert not repeated, (
+            f"{stream}: {len(repeated)} marketoGUIDs delivered twice, e.g. {repeated[:3]}"
+        )
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+@dataclass
+class Postgres:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    psql: str
+
+    def query(self, sql: str) -> str:
+        done = subprocess.run(
+            [
+                self.psql,
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                self.database,
+                "-c",
+                sql,
+            ],
+            env={**os.environ, "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"psql failed on {sql!r}: {done.stderr}")
+        return done.stdout.strip()
+
+    def json(self, sql: str) -> Any:
+        return json.loads(self.query(f"SELECT coalesce(json_agg(q), '[]') FROM ({sql}) q"))
+
+    def target_env(self, schema: str) -> dict[str, str]:
+        return {
+            "TARGET_POSTGRES_HOST": self.host,
+            "TARGET_POSTGRES_PORT": str(self.port),
+            "TARGET_POSTGRES_USER": self.user,
+            "TARGET_POSTGRES_PASSWORD": self.password,
+            "TARGET_POSTGRES_DATABASE": self.database,
+            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
+        }
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Postgres:
+    """Settings from TAP_MARKETO_TEST_PG_*, else from .ci/postgres.sh (which starts a server)."""
+    values = {k: v for k, v in os.environ.items() if k.startswith("TAP_MARKETO_TEST_PG_")}
+    if "TAP_MARKETO_TEST_PG_PORT" not in values:
+        # Under CI the script may install the server; on a developer's machine only start one.
+        command = ["bash", str(REPO / ".ci" / "postgres.sh")]
+        if not in_ci():
+            command.append("--no-install")
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            unavailable(f"no PostgreSQL: .ci/postgres.sh failed ({exc})")
+        if done.returncode != 0:
+            unavailable(
+                "no PostgreSQL server (run `bash .ci/postgres.sh` to install and start one):\n"
+                + tail(done.stderr, 20)
+            )
+        values = read_env_file_text(done.stdout)
+    bindir = values.get("TAP_MARKETO_TEST_PG_BINDIR", "")
+    psql = (
+        str(Path(bindir) / "psql")
+        if bindir and (Path(bindir) / "psql").exists()
+        else shutil.which("psql")
+    )
+    if not psql:
+        unavailable("no psql client to check what target-postgres wrote")
+    pg = Postgres(
+        host=values.get("TAP_MARKETO_TEST_PG_HOST", "127.0.0.1"),
+        port=int(values["TAP_MARKETO_TEST_PG_PORT"]),
+        user=values.get("TAP_MARKETO_TEST_PG_USER", "tap_marketo"),
+        password=values.get("TAP_MARKETO_TEST_PG_PASSWORD", "tap_marketo"),
+        database=values.get("TAP_MARKETO_TEST_PG_DATABASE", "tap_marketo_test"),
+        psql=str(psql),
+    )
+    pg.query("SELECT 1")
+    return pg
+
+
+def read_env_file_text(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"(?:export\s+)?(TAP_MARKETO_TEST_PG_\w+)=(.*)", line.strip())
+        if match:
+            values[match[1]] = match[2].strip("'\"")
+    return values
+
+
+# ============================================================================== the tests
+def yaml_settings(plugin: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in plugin.get("settings", [])}
+
+
+def meltano_kind(schema: Mapping[str, Any]) -> str:
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    concrete = [t for t in types if t != "null"]
+    kind = concrete[0] if concrete else "object"
+    if kind == "string":
+        return "date_iso8601" if schema.get("format") == "date-time" else "string"
+    return {"number": "decimal"}.get(kind, kind)
+
+
+def extractor(document: Mapping[str, Any]) -> dict[str, Any]:
+    [plugin] = [p for p in document["plugins"]["extractors"] if p["name"] == "tap-marketo"]
+    return plugin
+
+
+def test_meltano_yml_mirrors_the_tap_settings_and_capabilities():
+    """Names, kinds, labels, defaults, sensitivity and descriptions, from ``--about``."""
+    about = json.loads(
+        subprocess.run(
+            [str(TAP_EXECUTABLE), "--about", "--format=json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+    )
+    document = yaml.safe_load((REPO / "meltano.yml").read_text())
+    plugin = extractor(document)
+    assert plugin["namespace"] == "tap_marketo"
+    assert plugin["executable"] == "tap-marketo-activities"
+    assert sorted(plugin["capabilities"]) == sorted(about["capabilities"])
+    assert sorted(plugin["select"]) == sorted(f"{s}.*" for s in ALL_STREAMS)
+
+    declared = yaml_settings(plugin)
+    properties = about["settings"]["properties"]
+    assert list(declared) == list(properties), "meltano.yml lists other settings than --about"
+    for name, schema in properties.items():
+        setting = declared[name]
+        assert setting.get("kind") == meltano_kind(schema), name
+        assert setting.get("label") == schema.get("title"), name
+        assert setting.get("description") == schema.get("description"), name
+        assert bool(setting.get("sensitive")) == bool(schema.get("secret")), name
+        assert setting.get("value") == schema.get("default"), name
+        assert setting.get("kind") != "password", f"{name}: use sensitive: true, not kind: password"
+
+
+def test_meltano_yml_is_valid_for_meltano(meltano_executable: Path):
+    """meltano.yml against the JSON schema that ships with the Meltano the tests use."""
+    locate = (
+        "from importlib.resources import files; "
+        "print(files('meltano') / 'schemas' / 'meltano.schema.json')"
+    )
+    python = meltano_executable.with_name("python")
+    if not python.exists():  # e.g. a pipx shim: its first line names the interpreter
+        python = Path(meltano_executable.read_text(errors="replace").splitlines()[0][2:].strip())
+    schema_path = subprocess.run(
+        [str(python), "-c", locate],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    schema = json.loads(Path(schema_path).read_text(encoding="utf-8"))
+    document = yaml.safe_load((REPO / "meltano.yml").read_text(encoding="utf-8"))
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+    assert not problems, "\n".join(problems)
+
+
+def test_environments_and_credentials_from_the_environment(meltano: Meltano, state_db: Path):
+    """dev needs no credentials; prod takes them from TAP_MARKETO_* as Meltano maps them."""
+    dev = json.loads(
+        meltano("--environment=dev", "config", "print", "tap-marketo", database=state_db).stdout
+    )
+    assert dev["simulator"] is True
+    exported = {
+        "TAP_MARKETO_CLIENT_ID": "id-from-env",
+        "TAP_MARKETO_CLIENT_SECRET": "secret-from-env",
+        "TAP_MARKETO_BASE_URL": "https://123-ABC-456.mktorest.com",
+        "TAP_MARKETO_START_DATE": "2024-01-01T00:00:00Z",
+        "TAP_MARKETO_ACTIVITY_TYPE_IDS": "[1, 6]",
+    }
+    prod = json.loads(
+        meltano(
+            "--environment=prod",
+            "config",
+            "--unsafe",
+            "print",
+            "tap-marketo",
+            env=exported,
+            database=state_db,
+        ).stdout
+    )
+    assert prod["simulator"] is False
+    assert prod["client_id"] == "id-from-env"
+    assert prod["client_secret"] == "secret-from-env"
+    assert prod["base_url"] == "https://123-ABC-456.mktorest.com"
+    assert prod["start_date"] == "2024-01-01T00:00:00Z"
+    assert prod["activity_type_ids"] == [1, 6]
+    safe = meltano(
+        "--environment=prod", "config", "print", "tap-marketo", env=exported, database=state_db
+    )
+    assert "secret-from-env" not in safe.stdout, "client_secret is not marked sensitive"
+
+
+def test_meltano_run_twice_with_meltano_state_delivers_only_what_is_new(
+    meltano: Meltano, state_db: Path, afternoon: MarketoSimulator, tmp_path: Path
+):
+    first_out, second_out = tmp_path / "first", tmp_path / "second"
+    env = prod_env(afternoon)
+    at_two = expected_guids(afternoon)
+
+    meltano(
+        "--environment=prod",
+        "run",
+        "tap-marketo",
+        "target-jsonl",
+        database=state_db,
+        env={**env, "TARGET_JSONL_DESTINATION_PATH": str(first_out)},
+    )
+    first = read_jsonl(first_out)
+    assert set(first) == set(ALL_STREAMS)
+    assert_no_duplicates(first)
+    assert guid_sets(first) == at_two
+
+    state = json.loads(
+        meltano(
+            "--environment=prod",
+            "state",
+            "get",
+            "prod:tap-marketo-to-target-jsonl",
+            database=state_db,
+        ).stdout
+    )
+    bookmarks = state["singer_state"]["bookmarks"]
+    assert set(INCREMENTAL_STREAMS) <= set(bookmarks)
+
+    afternoon.clock.advance(minutes=LATE_MINUTES)
+    at_ten_past = expected_guids(afternoon)
+    late = {s: at_ten_past[s] - at_two[s] for s in INCREMENTAL_STREAMS}
+    assert late["activities"], "the scenario should have late rows by 14:10"
+
+    meltano(
+        "--environment=prod",
+        "run",
+        "tap-marketo",
+        "target-jsonl",
+        database=state_db,
+        env={**env, "TARGET_JSONL_DESTINATION_PATH": str(second_out)},
+    )
+    second = read_jsonl(second_out)
+    assert_no_duplicates(second)
+    assert guid_sets(second) == late
+    # activity_types is a full-table stream: every run sends all of it again.
+    assert len(second["activity_types"]) == len(first["activity_types"])
+
+
+def pg_columns(pg: Postgres, schema: str, table: str) -> dict[str, str]:
+    rows = pg.json(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        f"WHERE table_schema = '{schema}' AND table_name = '{table}'"
+    )
+    return {r["column_name"]: r["data_type"] for r in rows}
+
+
+def column_for(columns: Mapping[str, str], prop: str) -> str:
+    """The column target-postgres made for a property (it may snake_case the name)."""
+    wanted = prop.replace("_", "").lower()
+    [name] = [c for c in columns if c.replace("_", "").lower() == wanted]
+    return name
+
+
+def pg_guids(pg: Postgres, schema: str, table: str) -> Counter[str]:
+    key = column_for(pg_columns(pg, schema, table), "marketoGUID")
+    return Counter(r["g"] for r in pg.json(f'SELECT "{key}" AS g FROM "{schema}"."{table}"'))
+
+
+def pg_type_ids(pg: Postgres, schema: str) -> Counter[int]:
+    return Counter(r["id"] for r in pg.json(f'SELECT id FROM "{schema}".activity_types'))
+
+
+def test_meltano_run_into_postgres_upserts_one_row_per_guid(
+    meltano: Meltano,
+    postgres: Postgres,
+    state_db: Path,
+    afternoon: MarketoSimulator,
+    tmp_path: Path,
+):
+    schema = f"tap_marketo_test_{os.getpid()}"
+    postgres.query(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    env = {**prod_env(afternoon), **postgres.target_env(schema)}
+    at_two = expected_guids(afternoon)
+
+    meltano(
+        "--environment=prod", "run", "tap-marketo", "target-postgres", database=state_db, env=env
+    )
+    for stream in INCREMENTAL_STREAMS:
+        rows = pg_guids(postgres, schema, stream)
+        assert max(rows.values(), default=1) == 1, f"{stream}: a marketoGUID has two rows"
+        assert set(rows) == at_two[stream], stream
+    type_ids = pg_type_ids(postgres, schema)
+    assert type_ids, "activity_types is empty"
+    assert max(type_ids.values()) == 1, "activity_types: an id has two rows"
+
+    columns = pg_columns(postgres, schema, "activities")
+    attributes = column_for(columns, "attributes")
+    assert columns[attributes] == "jsonb"
+    kinds = postgres.json(
+        f'SELECT jsonb_typeof("{attributes}") AS kind, count(*) AS n '
+        f'FROM "{schema}".activities GROUP BY 1'
+    )
+    assert {k["kind"] for k in kinds} <= {"object", None}
+    assert any(k["kind"] == "object" for k in kinds)
+
+    afternoon.clock.advance(minutes=LATE_MINUTES)
+    at_ten_past = expected_guids(afternoon)
+    meltano(
+        "--environment=prod", "run", "tap-marketo", "target-postgres", database=state_db, env=env
+    )
+    for stream in INCREMENTAL_STREAMS:
+        rows = pg_guids(postgres, schema, stream)
+        assert max(rows.values(), default=1) == 1, f"{stream}: a marketoGUID has two rows"
+        added = set(rows) - at_two[stream]
+        assert added == at_ten_past[stream] - at_two[stream], f"{stream}: not exactly the late rows"
+        assert sum(rows.values()) == len(at_ten_past[stream])
+    # The full-table stream was sent again in full; upserting kept one row per id.
+    assert pg_type_ids(postgres, schema) == type_ids
+    postgres.query(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def target_jsonl(meltano: Meltano) -> Path:
+    """The target-jsonl executable Meltano installed (the same package users pip install)."""
+    found = sorted(
+        (meltano.project / ".meltano" / "loaders" / "target-jsonl").glob("venv/bin/target-jsonl")
+    )
+    if not found:
+        pytest.fail("meltano install put no target-jsonl executable where expected")
+    return found[0]
+
+
+def test_plain_pipe_with_a_state_file(
+    target_jsonl: Path, afternoon: MarketoSimulator, tmp_path: Path
+):
+    """``tap --config c.json --state s.json | target-jsonl``, keeping the last state line."""
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps(
+            {
+                "base_url": afternoon.base_url,
+                "client_id": afternoon.client_id,
+                "client_secret": afternoon.client_secret,
+                "start_date": START_DATE,
+            }
+        )
+    )
+    state = tmp_path / "s.json"
+
+    def run(out: Path) -> dict[str, list[dict[str, Any]]]:
+        target_config = tmp_path / f"{out.name}.json"
+        target_config.write_text(
+            json.dumps({"destination_path": str(out), "do_timestamp_file": False})
+        )
+        script = (
+            "set -euo pipefail\n"
+            'test -f "$STATE" || echo "{}" > "$STATE"\n'
+            '"$TAP" --config "$CONFIG" --state "$STATE"'
+            ' | "$TARGET" --config "$TARGET_CONFIG" > "$STATE.next"\n'
+            'test -s "$STATE.next" && mv "$STATE.next" "$STATE"\n'
+        )
+        done = subprocess.run(
+            ["bash", "-c", script],
+            env={
+                **clean_environment(),
+                "TAP": str(TAP_EXECUTABLE),
+                "TARGET": str(target_jsonl),
+                "CONFIG": str(config),
+                "STATE": str(state),
+                "TARGET_CONFIG": str(target_config),
+            },
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=MELTANO_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, tail(done.stderr)
+        return read_jsonl(out)
+
+    at_two = expected_guids(afternoon)
+    first = run(tmp_path / "first")
+    assert guid_sets(first) == at_two
+    saved = json.loads(state.read_text())
+    assert set(INCREMENTAL_STREAMS) <= set(saved["bookmarks"])
+
+    afternoon.clock.advance(minutes=LATE_MINUTES)
+    at_ten_past = expected_guids(afternoon)
+    second = run(tmp_path / "second")
+    assert_no_duplicates(second)
+    assert guid_sets(second) == {s: at_ten_past[s] - at_two[s] for s in INCREMENTAL_STREAMS}
+
+
+# ------------------------------------------------------------------------------ README
+def readme_quick_start_section() -> str:
+    """The README from its quick-start heading to the next heading of that level."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    heading = re.search(r"^(#+) .*quick[ -]?start.*$", text, re.IGNORECASE | re.MULTILINE)
+    assert heading, "README.md has no 'Quick start' heading"
+    rest = text[heading.end() :]
+    following = re.search(rf"^#{{1,{len(heading[1])}}} ", rest, re.MULTILINE)
+    return rest[: following.start()] if following else rest
+
+
+def readme_first_command() -> str:
+    """The first command of the block marked ``<!-- quickstart:run -->`` (else the first block)."""
+    section = readme_quick_start_section()
+    marker = section.find("<!-- quickstart:run -->")
+    block = re.search(r"^```[a-z]*\n(.*?)^```", section[max(marker, 0) :], re.DOTALL | re.MULTILINE)
+    assert block, "README.md's quick start has no code block"
+    commands = [
+        line.strip()
+        for line in re.sub(r"\\\n\s*", " ", block[1]).splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert commands, "README.md's first quick-start block is empty"
+    return commands[0]
+
+
+def meltano_run_tail(command: str) -> str:
+    """From `meltano run` on: ``... && .venv/bin/meltano run tap-marketo target-jsonl && ...``."""
+    match = re.search(r"(?:^|[\s;&|(])(?:\S*/)?(meltano\s+(?:--\S+\s+)*run\s.*)$", command)
+    assert match, f"the README's first quick-start command runs no `meltano run`: {command}"
+    return match[1]
+
+
+def output_mentions(section: str) -> list[str]:
+    """Where the quick start says the output lands: ``output/``, ``output/<stream>.jsonl``..."""
+    return sorted({m.rstrip(".,;:") for m in re.findall(r"output/[^\s`'\")]*", section)})
+
+
+def test_readme_quick_start_meltano_run(meltano: Meltano, state_db: Path):
+    """The README's first command, from `meltano run` on, in the project copy, twice."""
+    first = readme_first_command()
+    command_tail = meltano_run_tail(first)
+    assert "tap-marketo" in command_tail
+    assert "target-jsonl" in command_tail
+    output = meltano.project / "output"
+    shutil.rmtree(output, ignore_errors=True)
+    env = {
+        **clean_environment(),
+        "PATH": f"{meltano.executable.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MELTANO_DATABASE_URI": f"sqlite:///{state_db}",
+    }
+    for attempt in (1, 2):
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-ec", command_tail],
+            cwd=meltano.project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=MELTANO_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, f"run {attempt} of `{command_tail}`:\n{tail(done.stderr)}"
+
+    records = read_jsonl(output)
+    assert set(records) == set(ALL_STREAMS), f"output/ holds {sorted(records)}"
+    assert records["activities"], "the quick start delivered no activities"
+    # Two runs appended to the same files; Meltano's state kept the second from repeating.
+    assert_no_duplicates(records)
+    # A user's first runs must not leave their checkout modified (Meltano writes a project_id
+    # into a meltano.yml that has none).
+    assert (meltano.project / "meltano.yml").read_bytes() == (REPO / "meltano.yml").read_bytes()
+    # The README says where the output lands; those paths must exist.
+    mentioned = output_mentions(readme_quick_start_section())
+    assert mentioned, f"the README's quick start should say where the output landed: {first}"
+    for path in mentioned:
+        pattern = path.replace("<stream>", "*") + ("*" if path.endswith("/") else "")
+        assert list(meltano.project.glob(pattern)), f"README mentions {path}; the run wrote none"
