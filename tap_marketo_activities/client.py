@@ -124,14 +124,13 @@ class MarketoAPI:
         self.run_started: dt.datetime | None = None
 
     def observe(self, response: requests.Response) -> None:
-        """Note the moment the run started, by the server's clock (it stamps the rows).
+        """Note the moment the run started, by the server's clock: it stamps the rows.
 
-        Falls back to the local clock; takes the earlier of the two, so a skewed
-        local clock can only make the bookmark cap more conservative.
+        The local clock is used only when the answer has no ``Date`` header; a skewed
+        local clock must not cap bookmarks in a different time than Marketo's.
         """
         if self.run_started is not None:
             return
-        local = dt.datetime.now(dt.timezone.utc)
         server = None
         header = response.headers.get("Date")
         if header:
@@ -141,7 +140,7 @@ class MarketoAPI:
                 server = None
         if server is not None and server.tzinfo is None:
             server = server.replace(tzinfo=dt.timezone.utc)
-        self.run_started = min(local, server) if server else local
+        self.run_started = server or dt.datetime.now(dt.timezone.utc)
 
     def now(self) -> dt.datetime:
         """The run's start by the server's clock, or the local clock before any call."""

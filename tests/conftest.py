@@ -123,5 +123,16 @@ def sim_config(sim: MarketoSimulator, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+# The tap's default lead_change_fields: what lead_changes asks Marketo for.
+LEAD_FIELDS = ["email", "firstName", "lastName", "company", "leadStatus", "leadScore"]
+
+
+def expected_guids(sim: MarketoSimulator, stream: str, since: str, **kwargs: Any) -> list[str]:
+    """Sorted keys a perfect extractor delivers by the simulator's now (default settings)."""
+    if stream == "lead_changes":
+        kwargs.setdefault("fields", LEAD_FIELDS)
+    return sorted(r["marketoGUID"] for r in sim.expected(stream, since=since, **kwargs))
+
+
 def guid_counts(rows: list[dict[str, Any]]) -> Counter[str]:
     return Counter(r["marketoGUID"] for r in rows)

@@ -6,13 +6,12 @@ import re
 import time
 
 import pytest
-from conftest import guid_counts, sim_config
+from conftest import expected_guids, guid_counts, sim_config
 
 from tap_marketo_activities.simulator import Faults, World
 
 STREAMS = ("activities", "lead_changes", "deleted_leads")
 SINCE = "2024-04-12T12:00:00Z"
-LEAD_FIELDS = ["email", "firstName", "lastName", "company", "leadStatus", "leadScore"]
 CHAOS_KINDS = (
     "500",
     "502",
@@ -31,8 +30,7 @@ CHAOS_KINDS = (
 
 
 def expected(sim, stream):
-    kwargs = {"fields": LEAD_FIELDS} if stream == "lead_changes" else {}
-    return sorted(r["marketoGUID"] for r in sim.expected(stream, since=SINCE, **kwargs))
+    return expected_guids(sim, stream, SINCE)
 
 
 def run_series(sim, run_tap, config, times, pause=0.0):
