@@ -155,8 +155,21 @@ class MarketoPaginator(BaseAPIPaginator[str | None]):
     """
 
     def has_more(self, response: requests.Response) -> bool:
-        """``moreResult`` is the only end-of-walk signal."""
-        return bool(envelope(response).get("moreResult"))
+        """``moreResult`` ends a walk; without it, a full page with a token goes on.
+
+        The OpenAPI definition marks ``moreResult`` optional. Stopping a walk early could
+        skip late-committed rows further on, so when the flag is missing the tap keeps
+        going after a full page, and a short page ends the walk.
+        """
+        body = envelope(response)
+        if "moreResult" in body:
+            return bool(body["moreResult"])
+        rows = body.get("result") or []
+        return bool(body.get("nextPageToken")) and len(rows) >= self.page_size
+
+    def __init__(self, start_value: str | None, page_size: int) -> None:
+        super().__init__(start_value)
+        self.page_size = page_size
 
     def continue_if_empty(self, response: requests.Response) -> bool:
         """An empty page with ``moreResult: true`` is not the end."""
@@ -204,6 +217,17 @@ def envelope(response: requests.Response) -> dict[str, t.Any]:
         raise MalformedResponse(msg)
     response.__dict__["_marketo_body"] = body
     return body
+
+
+def first_error(body: dict[str, t.Any]) -> tuple[str, str]:
+    """(code, message) of the first error, whatever shape Marketo gave it."""
+    errors = body.get("errors")
+    if not isinstance(errors, list) or not errors:
+        return "unknown", "success false without errors"
+    first = errors[0]
+    if isinstance(first, dict):
+        return str(first.get("code")), str(first.get("message", ""))
+    return str(first), ""
 
 
 def as_method_override(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -299,8 +323,7 @@ class MarketoStream(RESTStream[str]):
             return None
         if body.get("success"):
             return None
-        errors = body.get("errors") or [{}]
-        return classify(str(errors[0].get("code"))).action
+        return classify(first_error(body)[0]).action
 
     # -- reading answers -----------------------------------------------------------
 
@@ -308,7 +331,7 @@ class MarketoStream(RESTStream[str]):
         """Map HTTP statuses and Marketo's ``success: false`` envelope to actions."""
         status = response.status_code
         endpoint = endpoint_name(response.url)
-        if status in RETRIABLE_HTTP:
+        if status in RETRIABLE_HTTP or status >= 500:
             raise MarketoRetriable(f"HTTP {status} from {endpoint}", cause=f"HTTP {status}")
         if status >= 400:
             if self._sending_saved_cursor:
@@ -322,10 +345,7 @@ class MarketoStream(RESTStream[str]):
         body = envelope(response)
         if body.get("success"):
             return
-        errors = body.get("errors") or [{"code": "unknown", "message": "no error given"}]
-        first = errors[0] if isinstance(errors[0], dict) else {"code": str(errors[0])}
-        code = str(first.get("code"))
-        message = str(first.get("message", ""))
+        code, message = first_error(body)
         info = classify(code)
         request_id = body.get("requestId", "unknown")
         if info.action is Action.EMPTY:
@@ -357,16 +377,22 @@ class MarketoStream(RESTStream[str]):
         return f"{text} To fix: {advice}." if advice else text
 
     def page_rows(self, response: requests.Response) -> list[t.Any]:
-        """The ``result`` array of a page; an absent one is an empty page on paged calls."""
+        """The rows of a page; an absent ``result`` is an empty page.
+
+        An answer with neither rows nor paging fields is malformed: going on would
+        move past rows we never saw. 702 (no data) is an empty last page.
+        """
         body = envelope(response)
-        if "nextPageToken" not in body or "moreResult" not in body:
+        if not body.get("success"):  # only 702 gets here (validate_response)
+            return []
+        if not {"result", "nextPageToken", "moreResult"} & body.keys():
             msg = (
-                f"Marketo answered {endpoint_name(response.url)} without nextPageToken/"
-                f"moreResult (requestId {body.get('requestId', 'unknown')}); stopping "
-                "without moving the bookmark."
+                f"Marketo answered {endpoint_name(response.url)} with neither rows nor paging "
+                f"fields (requestId {body.get('requestId', 'unknown')}); stopping without "
+                "moving the bookmark."
             )
             raise MalformedResponse(msg)
-        rows = body.get("result", [])
+        rows = body.get("result") or []
         if not isinstance(rows, list):
             msg = (
                 f"Marketo answered {endpoint_name(response.url)} with a result that is not a "
@@ -459,7 +485,17 @@ class MarketoStream(RESTStream[str]):
         def call(*args: t.Any, **kwargs: t.Any) -> t.Any:
             try:
                 return decorated(*args, **kwargs)
+            except MalformedResponse as exc:
+                if self._sending_saved_cursor:
+                    raise CursorRejected(str(exc)) from None
+                raise
             except (RetriableAPIError, requests.RequestException, ConnectionError) as exc:
+                if self._sending_saved_cursor:
+                    # Marketo's answer to a stale token is undocumented; whatever keeps the
+                    # first page from a saved cursor from working, restart from the recovery
+                    # time rather than fail every run on the same cursor.
+                    msg = f"{_describe(exc)} after {self.backoff_max_tries()} attempts"
+                    raise CursorRejected(msg) from None
                 msg = (
                     f"Gave up on {self.name} after {self.backoff_max_tries()} attempts: "
                     f"{_describe(exc)}. Everything delivered before this point is saved in "

@@ -68,8 +68,8 @@ ERROR_CODES: dict[str, CodeInfo] = {
     "1006": CodeInfo(Action.FATAL, "field not found", "check lead_change_fields"),
 }
 
-# HTTP statuses that are worth another try.
-RETRIABLE_HTTP = frozenset({429, 500, 502, 503, 504})
+# HTTP statuses that are worth another try, besides every 5xx.
+RETRIABLE_HTTP = frozenset({408, 429})
 
 
 def classify(code: str) -> CodeInfo:

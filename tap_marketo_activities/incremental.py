@@ -229,8 +229,13 @@ class PartitionSync:
         start_date: dt.datetime,
         lookback: dt.timedelta,
         run_started: t.Callable[[], dt.datetime],
+        resumable: bool = True,
     ) -> None:
         self.state = state
+        # False in BATCH mode: rows reach the target only when the SDK writes a batch
+        # file, after later pages have been read, so a per-page cursor could point past
+        # rows the target never got.
+        self.resumable = resumable
         self.label = label
         self.start_date = start_date
         self.lookback = lookback
@@ -296,10 +301,21 @@ class PartitionSync:
 
     def _read_overlap(self) -> OverlapSet:
         blob = self.state.get("overlap")
+        self.overlap_since: dt.datetime | None = None
         if blob is None:
             return OverlapSet()
         blob = self._check_version(blob, "overlap")
+        if blob.get("since") is not None:
+            self.overlap_since = self._read_time(blob["since"], "overlap.since")
         return self._read_set(blob.get("keys"), "overlap.keys")
+
+    def uncovered_overlap(self) -> tuple[dt.datetime, dt.datetime] | None:
+        """The part of this window the overlap set cannot vouch for (after a lookback rise)."""
+        if self.overlap_since is None or self.cursor is not None:
+            return None
+        if self.window_start < self.overlap_since:
+            return self.window_start, self.overlap_since
+        return None
 
     def _read_cursor(self) -> Cursor | None:
         blob = self.state.get("cursor")
@@ -356,8 +372,13 @@ class PartitionSync:
     # -- the pass ------------------------------------------------------------------
 
     def admit(self, key: str, when: dt.datetime) -> bool:
-        """Decide whether a row is new (emit it) or a re-read (skip it)."""
-        if when < self.start_date or key in self.overlap or key in self.emitted:
+        """Decide whether a row is new (emit it) or a re-read (skip it).
+
+        Rows stamped before the window are skipped too: a date token should not return
+        them, but if Marketo's token only sets a starting position in its commit log, such
+        rows are re-reads whose keys the overlap set has already let go.
+        """
+        if when < self.window_start or key in self.overlap or key in self.emitted:
             if when >= self.start_date:
                 self.report.duplicates += 1
             return False
@@ -380,7 +401,7 @@ class PartitionSync:
         horizon = self._horizon()
         if horizon is not None:
             self.emitted.prune(horizon)
-        if not next_token:
+        if not next_token or not self.resumable:
             return
         self.cursor = Cursor(
             token=next_token,
@@ -396,16 +417,22 @@ class PartitionSync:
         bookmark = self.bookmark
         if candidate is not None and (bookmark is None or candidate > bookmark):
             bookmark = candidate
+        if bookmark is not None:
+            horizon = bookmark - self.lookback
+            self.overlap.update(self.emitted)
+            self.overlap.prune(horizon)
+            self.bookmark = bookmark
+            # Bookmark and overlap first, the cursor last: a SIGTERM in between writes a
+            # state that resumes (from the cursor) or is complete, never one that re-reads.
+            self.state["replication_key"] = REPLICATION_KEY
+            self.state["replication_key_value"] = format_datetime(bookmark)
+            self.state["overlap"] = {
+                "v": STATE_VERSION,
+                "since": format_datetime(horizon),
+                "keys": self.overlap.encode(),
+            }
         self.state.pop("cursor", None)
         self.cursor = None
-        if bookmark is None:
-            return
-        self.overlap.update(self.emitted)
-        self.overlap.prune(bookmark - self.lookback)
-        self.bookmark = bookmark
-        self.state["replication_key"] = REPLICATION_KEY
-        self.state["replication_key_value"] = format_datetime(bookmark)
-        self.state["overlap"] = {"v": STATE_VERSION, "keys": self.overlap.encode()}
 
 
 def lateness_warning(max_lateness: dt.timedelta, lookback: dt.timedelta) -> str | None:

@@ -101,22 +101,22 @@ def activity_record(
             "primaryAttributeValue": _as_text(row.get("primaryAttributeValue")),
             "attributes": attributes_object(row.get("attributes")),
         }
-    except (KeyError, TypeError, ValueError) as exc:
+        if "fields" in row:
+            record["fields"] = [
+                {
+                    "id": _as_int(f.get("id")),
+                    "name": _as_text(f.get("name")),
+                    "newValue": _as_text(f.get("newValue")),
+                    "oldValue": _as_text(f.get("oldValue")),
+                }
+                for f in row.get("fields") or []
+                if isinstance(f, dict)
+            ]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         msg = (
             f"Marketo returned an activity with a missing or invalid field ({exc!s}) "
             f"(requestId {request_id}, marketoGUID {guid}); stopping without moving the "
             "bookmark past it."
         )
         raise MalformedResponse(msg) from None
-    if "fields" in row:
-        record["fields"] = [
-            {
-                "id": _as_int(f.get("id")),
-                "name": f.get("name"),
-                "newValue": _as_text(f.get("newValue")),
-                "oldValue": _as_text(f.get("oldValue")),
-            }
-            for f in row.get("fields") or []
-            if isinstance(f, dict)
-        ]
     return record

@@ -8,7 +8,7 @@ import typing as t
 from singer_sdk import typing as th
 
 from tap_marketo_activities.client import MarketoPaginator, MarketoStream, envelope
-from tap_marketo_activities.errors import CursorRejected
+from tap_marketo_activities.errors import CursorRejected, MalformedResponse
 from tap_marketo_activities.incremental import REPLICATION_KEY, PartitionSync, Start
 from tap_marketo_activities.records import activity_record, parse_datetime
 
@@ -96,7 +96,7 @@ class IncrementalStream(MarketoStream):
 
     def get_new_paginator(self) -> MarketoPaginator:
         """Start the walk at the token chosen for this pass."""
-        return MarketoPaginator(self._first_token)
+        return MarketoPaginator(self._first_token, int(self.config.get("page_size", 300)))
 
     def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict:
         """Token and page size; subclasses add their filters."""
@@ -133,8 +133,19 @@ class IncrementalStream(MarketoStream):
             start_date=self._tap.start_date,  # type: ignore[attr-defined]
             lookback=dt.timedelta(minutes=int(config.get("lookback_minutes", 60))),
             run_started=self.api.now,
+            resumable=not self.batching,
         )
         self.before_pass(sync, context)
+        uncovered = sync.uncovered_overlap()
+        if uncovered:
+            self.logger.warning(
+                "%s: lookback_minutes grew, so this run re-reads %s to %s, which the overlap "
+                "set of the previous run does not cover; rows stamped then may be sent once "
+                "more (targets that upsert on marketoGUID keep one).",
+                sync.label,
+                uncovered[0].isoformat(),
+                uncovered[1].isoformat(),
+            )
         start = sync.start()
         try:
             yield from self._walk(context, sync, start)
@@ -180,8 +191,13 @@ class IncrementalStream(MarketoStream):
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
         """Validate the whole page, emit its new rows, then save the cursor."""
+        try:
+            rows = self.page_rows(response)
+        except MalformedResponse as exc:
+            if self._sending_saved_cursor:
+                raise CursorRejected(str(exc)) from None
+            raise
         self._sending_saved_cursor = False
-        rows = self.page_rows(response)
         body = envelope(response)
         request_id = str(body.get("requestId", "unknown"))
         names = self._tap.activity_type_names()  # type: ignore[attr-defined]
@@ -196,8 +212,14 @@ class IncrementalStream(MarketoStream):
         sync.page_done(body.get("nextPageToken"))
         self._write_state()
 
+    @property
+    def batching(self) -> bool:
+        """True when the SDK sends BATCH files, and writes the state after each itself."""
+        return self.get_batch_config(self.config) is not None
+
     def _write_state(self) -> None:
-        self._tap.state_writer.write_state(self.tap_state)
+        if not self.batching:
+            self._tap.state_writer.write_state(self.tap_state)
 
 
 class ActivitiesStream(IncrementalStream):
@@ -217,15 +239,28 @@ class ActivitiesStream(IncrementalStream):
         wanted = self._tap.selected_activity_type_ids()  # type: ignore[attr-defined]
         remaining = set(wanted)
         groups: list[list[int]] = []
-        for partition in self.state_manager.get_state_partitions() or []:
+        known: set[int] = set()
+        # Most recently bookmarked first, so a group revived by a re-added type never
+        # wins over the group that has read its other types since.
+        for partition in sorted(
+            self.state_manager.get_state_partitions() or [],
+            key=lambda p: str(p.get("replication_key_value") or ""),
+            reverse=True,
+        ):
             ids = (partition.get("context") or {}).get("activity_type_ids")
-            if isinstance(ids, list) and ids and set(ids) <= remaining:
+            if not isinstance(ids, list) or not ids:
+                continue
+            if partition.get("replication_key_value"):
+                known |= set(ids)
+            if set(ids) <= remaining:
                 groups.append(list(ids))
                 remaining -= set(ids)
-        fresh = sorted(remaining)
-        groups += [
-            fresh[i : i + MAX_TYPES_PER_CALL] for i in range(0, len(fresh), MAX_TYPES_PER_CALL)
-        ]
+        # Types read before and never-read types go to separate new groups: a group
+        # inherits progress only when every one of its types has some.
+        for fresh in (sorted(remaining & known), sorted(remaining - known)):
+            groups += [
+                fresh[i : i + MAX_TYPES_PER_CALL] for i in range(0, len(fresh), MAX_TYPES_PER_CALL)
+            ]
         return [{"activity_type_ids": ids} for ids in groups]
 
     def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
@@ -293,6 +328,19 @@ class LeadChangesStream(IncrementalStream):
         params = super().get_url_params(context, next_page_token)
         params["fields"] = ",".join(self.config["lead_change_fields"])
         return params
+
+    def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
+        """Remember the fields read; say so when one is added (its history is not read)."""
+        fields = sorted(self.config["lead_change_fields"])
+        added = sorted(set(fields) - set(sync.state.get("lead_change_fields") or fields))
+        if added and sync.bookmark is not None:
+            self.logger.warning(
+                "lead_change_fields now includes %s: their changes from after %s are read, "
+                "earlier ones are not. To backfill them, clear the lead_changes state.",
+                ", ".join(added),
+                sync.window_start.isoformat(),
+            )
+        sync.state["lead_change_fields"] = fields
 
     def fatal_message(self, code: str, message: str, request_id: str, advice: str) -> str:
         """Name the setting when Marketo rejects a field."""

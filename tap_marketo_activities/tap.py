@@ -15,7 +15,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.plugin_base import _ConfigInput
 
 from tap_marketo_activities.client import MarketoAPI, is_loopback_http, split_base_url
-from tap_marketo_activities.errors import ConfigError, MarketoError, StateError
+from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError, StateError
 from tap_marketo_activities.incremental import PartitionSync, lateness_warning
 from tap_marketo_activities.records import parse_datetime
 from tap_marketo_activities.streams import (
@@ -96,7 +96,7 @@ class TapMarketoActivities(Tap):
         ),
         th.Property(
             "lookback_minutes",
-            th.IntegerType(minimum=0),
+            th.IntegerType(minimum=1),
             default=60,
             title="Lookback (minutes)",
             description=(
@@ -263,7 +263,11 @@ class TapMarketoActivities(Tap):
     def _read_usage(self, api: MarketoAPI) -> None:
         stream = t.cast("ActivityTypesStream", self.streams["activity_types"])
         rows = stream.required_result(stream.call("/v1/stats/usage.json"))
-        api.budget.used_at_start = sum(int(row.get("total", 0)) for row in rows[:1])
+        try:
+            api.budget.used_at_start = sum(int(row.get("total", 0)) for row in rows[:1])
+        except (AttributeError, TypeError, ValueError):
+            msg = "Marketo answered stats/usage.json without a numeric 'total'; stopping."
+            raise MalformedResponse(msg) from None
         self.logger.info(
             "Instance API usage today: %s of max_daily_calls=%s",
             api.budget.used_at_start,
@@ -390,9 +394,23 @@ class TapMarketoActivities(Tap):
 
 def _check_stream_state(name: str, stream_state: dict[str, t.Any]) -> None:
     """Parse every partition's bookmark, overlap set and cursor now, before any call."""
-    entries = [("", stream_state)] + [
-        (f" partition {p.get('context')}", p) for p in stream_state.get("partitions", []) or []
-    ]
+    partitions = stream_state.get("partitions") or []
+    if not isinstance(partitions, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("context"), dict) for p in partitions
+    ):
+        msg = (
+            f"State for stream '{name}': field 'partitions' must be a list of objects, each "
+            "with a 'context' object. Pass the state this tap last emitted."
+        )
+        raise StateError(msg)
+    contexts = [json.dumps(p["context"], sort_keys=True) for p in partitions]
+    if len(set(contexts)) != len(contexts):
+        msg = (
+            f"State for stream '{name}': field 'partitions' lists the same context twice. "
+            "Keep one entry per context (the one with the latest replication_key_value)."
+        )
+        raise StateError(msg)
+    entries = [("", stream_state)] + [(f" partition {p['context']}", p) for p in partitions]
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     for suffix, entry in entries:
         if not isinstance(entry, dict):

@@ -123,14 +123,14 @@ def test_runs_every_five_minutes_deliver_everything_once(simulator, run_tap):
     assert_exactly_once(sim, delivered, since="2024-04-12T12:00:00Z")
 
 
-def test_without_lookback_late_rows_are_lost(simulator, run_tap):
+def test_with_a_one_minute_lookback_late_rows_are_lost(simulator, run_tap):
     """The seed article's failure, reproduced: the test above would catch a broken window."""
     sim = simulator(seed_day(rows=2000, seed=3, max_late_minutes=50))
-    config = sim_config(sim, start_date=START_DATE, lookback_minutes=0)
+    config = sim_config(sim, start_date=START_DATE, lookback_minutes=1)
     times = every(DAY + dt.timedelta(hours=2), DAY + dt.timedelta(hours=26), dt.timedelta(hours=2))
     delivered, _, _ = run_schedule(sim, run_tap, config, times)
     got = {g for r in delivered["activities"] for g in [r["marketoGUID"]]}
-    assert set(expected(sim, "activities")) - got, "expected losses without a lookback"
+    assert set(expected(sim, "activities")) - got, "expected losses with a one-minute lookback"
 
 
 def kill_after(config_path, state_path, records_before_kill, timeout=120):
@@ -347,3 +347,75 @@ def test_regrouped_types_inherit_progress_instead_of_rereading_history(simulator
     assert max(counts.values()) == 1  # and history was not sent again
     # the new group did not start at start_date
     assert all(r["activityDate"] >= "2024-04-12T13:00:00Z" for r in second.records["activities"])
+
+
+def test_swapping_types_neither_rereads_history_nor_loses_rows(simulator, run_tap):
+    sim = simulator(World.seed_afternoon(rows=1500, seed=13), now="2024-04-12T15:00:00Z")
+    types = [1, 2, 3, 6, 7, 8, 9, 10, 11, 12]
+    first = run_tap(sim_config(sim, activity_type_ids=types))
+    assert first.returncode == 0, first.stderr[-2000:]
+    sim.clock.set("2024-04-12T17:00:00Z")
+    swapped = [t for t in types if t != 2] + [100001]  # one type out, a never-read one in
+    second = run_tap(sim_config(sim, activity_type_ids=swapped), first.state)
+    assert second.returncode == 0, second.stderr[-2000:]
+    known = [t for t in swapped if t != 100001]
+    again = [r for r in second.records["activities"] if r["activityTypeId"] in known]
+    counts = guid_counts(first.records["activities"] + again)
+    assert max(counts.values()) == 1  # history of the known types is not sent again
+    want = set(expected_guids(sim, "activities", "2024-04-12T12:00:00Z", type_ids=known))
+    assert want <= set(counts)
+    new_type = {
+        r["marketoGUID"] for r in second.records["activities"] if r["activityTypeId"] == 100001
+    }
+    assert new_type == set(
+        expected_guids(sim, "activities", "2024-04-12T12:00:00Z", type_ids=[100001])
+    )
+
+
+def test_raising_the_lookback_is_announced(simulator, run_tap):
+    sim = simulator(World.seed_afternoon(rows=400, seed=2), now="2024-04-12T15:00:00Z")
+    first = run_tap(sim_config(sim))
+    sim.clock.set("2024-04-12T16:00:00Z")
+    second = run_tap(sim_config(sim, lookback_minutes=120), first.state)
+    assert second.returncode == 0
+    assert "lookback_minutes grew" in second.stderr
+
+
+def test_a_stale_cursor_refused_with_a_transient_code_still_falls_back(
+    simulator, run_tap, tmp_path
+):
+    sim = simulator(World.seed_afternoon(rows=2000, seed=6), now="2024-04-12T16:00:00Z")
+    config = sim_config(sim, page_size=50, activity_type_ids=[6], max_retries=2)
+    written, _ = kill_after(write_json(tmp_path, "config.json", config), None, 300)
+    state = [m["value"] for m in written if m["type"] == "STATE"][-1]
+    sim.stale_token_code = "611"  # Marketo's real answer is undocumented
+    sim.reject_cursors()
+    resumed = run_tap(config, state)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "refused the saved cursor" in resumed.stderr
+    rows = [m["record"] for m in written if m["type"] == "RECORD" and m["stream"] == "activities"]
+    counts = guid_counts(rows + resumed.records["activities"])
+    assert set(counts) == set(
+        expected_guids(sim, "activities", "2024-04-12T12:00:00Z", type_ids=[6])
+    )
+
+
+def test_batch_mode_writes_state_only_after_the_batches(simulator, run_tap, tmp_path):
+    sim = simulator(World.seed_afternoon(rows=600, seed=2), now="2024-04-12T16:00:00Z")
+    batch_config = {
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "storage": {"root": f"file://{tmp_path}/batches", "prefix": "b-"},
+        "batch_size": 10_000,
+    }
+    run = run_tap(sim_config(sim, page_size=50, batch_config=batch_config))
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen_batch = False
+    for message in run.messages:
+        if message["type"] == "BATCH" and message["stream"] == "deleted_leads":
+            seen_batch = True
+        if message["type"] == "STATE" and not seen_batch:
+            deleted = message["value"].get("bookmarks", {}).get("deleted_leads", {})
+            assert "cursor" not in deleted
+            assert "replication_key_value" not in deleted, "bookmark moved before its BATCH"
+    assert seen_batch
+    assert all("cursor" not in p for p in run.state["bookmarks"]["activities"]["partitions"])

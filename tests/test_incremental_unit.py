@@ -183,3 +183,71 @@ def test_lateness_warning_fires_within_20_percent_only():
     assert text.startswith(
         "rows arrived up to 52 min late; lookback is 60 min; raise lookback_minutes"
     )
+
+
+def test_rows_stamped_before_the_window_are_skipped_as_re_reads():
+    """If a token only sets a start position, older rows come back: they are re-reads."""
+    state: dict = {}
+    first = new_sync(state)
+    first.admit("a", at(100))
+    first.finish()
+    second = new_sync(state, now=at(240))
+    assert second.start().since == at(40)
+    assert not second.admit("old", at(20))  # before the window: its key is long pruned
+    assert second.admit("in-window", at(45))
+
+
+def test_finish_writes_overlap_bounds_and_flags_a_lookback_rise():
+    state: dict = {}
+    first = new_sync(state)
+    first.admit("a", at(100))
+    first.finish()
+    assert state["overlap"]["since"] == "2024-04-12T12:40:00Z"
+    wider = PartitionSync(
+        state,
+        label="stream 'activities'",
+        start_date=T0,
+        lookback=dt.timedelta(minutes=90),
+        run_started=lambda: at(240),
+    )
+    assert wider.uncovered_overlap() == (at(10), at(40))
+    assert new_sync(state).uncovered_overlap() is None
+
+
+def test_batch_mode_records_no_cursor():
+    state: dict = {}
+    sync = PartitionSync(
+        state,
+        label="x",
+        start_date=T0,
+        lookback=LOOKBACK,
+        run_started=lambda: at(120),
+        resumable=False,
+    )
+    sync.admit("1", at(10))
+    sync.page_done("tok")
+    assert "cursor" not in state
+    sync.finish()
+    assert state["replication_key_value"] == "2024-04-12T12:10:00Z"
+
+
+def test_malformed_row_fields_are_a_clear_error():
+    from tap_marketo_activities.errors import MalformedResponse
+    from tap_marketo_activities.records import activity_record
+
+    row = {
+        "marketoGUID": "9",
+        "activityDate": "2024-04-12T12:00:00+0000",
+        "activityTypeId": 13,
+        "fields": [{"id": "not-a-number", "name": "email"}],
+    }
+    with pytest.raises(MalformedResponse, match="requestId r1"):
+        activity_record(row, type_names={}, request_id="r1")
+
+
+def test_error_envelopes_of_any_shape():
+    from tap_marketo_activities.client import first_error
+
+    assert first_error({"errors": [{"code": 606, "message": "slow down"}]}) == ("606", "slow down")
+    assert first_error({"errors": ["611"]}) == ("611", "")
+    assert first_error({"success": False})[0] == "unknown"

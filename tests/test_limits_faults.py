@@ -200,3 +200,38 @@ def test_plain_http_is_refused_except_for_loopback(run_tap):
     run = run_tap(config)
     assert run.returncode != 0
     assert any("base_url must use https" in line for line in run.error_lines())
+
+
+def test_702_no_data_is_an_empty_page(simulator, run_tap):
+    sim = simulator(World.seed_afternoon(rows=300, seed=2), now="2024-04-12T16:00:00Z")
+    sim.inject("deletedleads.json", "702", times=1)
+    run = run_tap(sim_config(sim))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert not run.records.get("deleted_leads")
+
+
+@pytest.mark.parametrize(
+    ("state", "text"),
+    [
+        (
+            {"bookmarks": {"activities": {"partitions": [{"replication_key_value": "x"}]}}},
+            "'context'",
+        ),
+        (
+            {
+                "bookmarks": {
+                    "activities": {"partitions": [{"context": {"a": 1}}, {"context": {"a": 1}}]}
+                }
+            },
+            "same context twice",
+        ),
+        ({"bookmarks": ["activities"]}, "not a Singer state"),
+    ],
+)
+def test_state_of_the_wrong_shape_is_refused_clearly(simulator, run_tap, state, text):
+    sim = simulator(World.seed_afternoon(rows=100, seed=1), now="2024-04-12T16:00:00Z")
+    run = run_tap(sim_config(sim), state)
+    assert run.returncode != 0
+    assert any(text in line for line in run.error_lines()), run.stderr[-1500:]
+    assert "Traceback" not in run.stderr
+    assert not run.records
