@@ -8,8 +8,10 @@ import uuid
 
 import pytest
 
-from tap_marketo_activities.errors import StateError
+from tap_marketo_activities.client import first_error
+from tap_marketo_activities.errors import MalformedResponse, StateError
 from tap_marketo_activities.incremental import OverlapSet, PartitionSync, lateness_warning
+from tap_marketo_activities.records import activity_record
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 4, 12, 12, 0, tzinfo=UTC)
@@ -232,9 +234,6 @@ def test_batch_mode_records_no_cursor():
 
 
 def test_malformed_row_fields_are_a_clear_error():
-    from tap_marketo_activities.errors import MalformedResponse
-    from tap_marketo_activities.records import activity_record
-
     row = {
         "marketoGUID": "9",
         "activityDate": "2024-04-12T12:00:00+0000",
@@ -246,8 +245,6 @@ def test_malformed_row_fields_are_a_clear_error():
 
 
 def test_error_envelopes_of_any_shape():
-    from tap_marketo_activities.client import first_error
-
     assert first_error({"errors": [{"code": 606, "message": "slow down"}]}) == ("606", "slow down")
     assert first_error({"errors": ["611"]}) == ("611", "")
     assert first_error({"success": False})[0] == "unknown"
