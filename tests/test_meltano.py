@@ -483,15 +483,18 @@ def test_meltano_run_twice_with_meltano_state_delivers_only_what_is_new(
     env = prod_env(afternoon)
     at_two = expected_guids(afternoon)
 
-    meltano(
-        "--environment=prod",
-        "run",
-        "tap-marketo",
-        "target-jsonl",
-        database=state_db,
-        env={**env, "TARGET_JSONL_DESTINATION_PATH": str(first_out)},
-    )
-    first = read_jsonl(first_out)
+    def run_into(out: Path) -> dict[str, list[dict[str, Any]]]:
+        meltano(
+            "--environment=prod",
+            "run",
+            "tap-marketo",
+            "target-jsonl",
+            database=state_db,
+            env={**env, "TARGET_JSONL_DESTINATION_PATH": str(out)},
+        )
+        return read_jsonl(out)
+
+    first = run_into(first_out)
     assert set(first) == set(ALL_STREAMS)
     assert_no_duplicates(first)
     assert guid_sets(first) == at_two
@@ -513,15 +516,7 @@ def test_meltano_run_twice_with_meltano_state_delivers_only_what_is_new(
     late = {s: at_ten_past[s] - at_two[s] for s in INCREMENTAL_STREAMS}
     assert late["activities"], "the scenario should have late rows by 14:10"
 
-    meltano(
-        "--environment=prod",
-        "run",
-        "tap-marketo",
-        "target-jsonl",
-        database=state_db,
-        env={**env, "TARGET_JSONL_DESTINATION_PATH": str(second_out)},
-    )
-    second = read_jsonl(second_out)
+    second = run_into(second_out)
     assert_no_duplicates(second)
     assert guid_sets(second) == late
     # activity_types is a full-table stream: every run sends all of it again.
