@@ -5,20 +5,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
 TAP = [sys.executable, "-m", "tap_marketo_activities"]
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def quickstart_command(name: str) -> str:
+    """The README's code block marked ``<!-- quickstart:NAME -->``, as written."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"<!-- quickstart:{name} -->\n```bash\n(.*?)\n```", text, re.S)
+    assert match, f"README lacks the quickstart:{name} command"
+    return match.group(1).strip()
 
 
 @dataclass

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import jsonschema
 import pytest
 import yaml
+from conftest import quickstart_command
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
 from tap_marketo_activities.tap import DEFAULT_LEAD_CHANGE_FIELDS
@@ -680,14 +681,11 @@ def readme_quick_start_section() -> str:
 
 
 def readme_first_command() -> str:
-    """The first command of the block marked ``<!-- quickstart:run -->`` (else the first block)."""
-    section = readme_quick_start_section()
-    marker = section.find("<!-- quickstart:run -->")
-    block = re.search(r"^```[a-z]*\n(.*?)^```", section[max(marker, 0) :], re.DOTALL | re.MULTILINE)
-    assert block, "README.md's quick start has no code block"
+    """The first command of the README block marked ``<!-- quickstart:run -->``."""
+    block = quickstart_command("run")
     commands = [
         line.strip()
-        for line in re.sub(r"\\\n\s*", " ", block[1]).splitlines()
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert commands, "README.md's first quick-start block is empty"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+from conftest import README, quickstart_command
+
+ROOT = README.parent
 
 
 def settings_table() -> str:
@@ -36,13 +36,6 @@ def test_readme_settings_table_matches_about():
         "README settings table is stale: regenerate it from "
         "`tap-marketo-activities --about --format=markdown`"
     )
-
-
-def quickstart_command(name: str) -> str:
-    text = README.read_text()
-    match = re.search(rf"<!-- quickstart:{name} -->\n```bash\n(.*?)\n```", text, re.S)
-    assert match, f"README lacks the quickstart:{name} command"
-    return match.group(1).strip()
 
 
 def test_readme_test_command_is_what_ci_runs():
