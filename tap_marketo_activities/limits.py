@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from tap_marketo_activities.errors import QuotaExhausted
+from tap_marketo_activities.records import format_datetime
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -146,5 +147,5 @@ def quota_reset_text(now: dt.datetime | None = None) -> str:
     minutes = int((reset - now).total_seconds() // 60)
     return (
         f"Marketo resets the daily quota at midnight US Central, "
-        f"{reset.strftime('%Y-%m-%dT%H:%M:%SZ')} (in {minutes // 60} h {minutes % 60} min)."
+        f"{format_datetime(reset)} (in {minutes // 60} h {minutes % 60} min)."
     )

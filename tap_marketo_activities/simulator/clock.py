@@ -71,11 +71,6 @@ def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def iso_z(moment: datetime) -> str:
-    """``2024-04-12T13:45:00Z``: one of the two forms Marketo uses for activityDate."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class VirtualClock:
     """Thread-safe virtual now; see the module docstring for the two modes."""
 

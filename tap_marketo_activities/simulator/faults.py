@@ -51,13 +51,6 @@ class Faults:
         self.kinds = tuple(check_kind(k) for k in self.kinds)
         self._rng = random.Random(self.seed)
 
-    def reseed(self, seed: int | None = None) -> None:
-        """Restart the fault sequence (from ``seed``, or the original one)."""
-        with self._lock:
-            if seed is not None:
-                self.seed = seed
-            self._rng = random.Random(self.seed)
-
     def draw(self) -> str | None:
         """The fault for the next REST call, or None."""
         if self.rate <= 0 or not self.kinds:

@@ -73,7 +73,3 @@ class Limits:
         if day != self._quota_day:
             self._quota_day = day
             self.quota_used = 0
-
-    def clear_window(self) -> None:
-        with self._lock:
-            self._window.clear()
