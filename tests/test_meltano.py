@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import jsonschema
 import pytest
 import yaml
-from conftest import quickstart_command
+from helpers import quickstart_command
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
 from tap_marketo_activities.tap import DEFAULT_LEAD_CHANGE_FIELDS

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from conftest import README, quickstart_command
+from helpers import README, quickstart_command
 
 ROOT = README.parent
 
