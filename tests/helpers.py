@@ -173,9 +173,12 @@ def clean_environment() -> dict[str, str]:
         # Meltano installs plugins with uv, which compiles no bytecode unless asked; where
         # PYTHONDONTWRITEBYTECODE is set, every plugin start would recompile its imports.
         UV_COMPILE_BYTECODE="1",
-        # Plugin installs cache their downloads in the checkout, not the home folder.
+        # Plugin installs cache their downloads in the checkout, not the home folder, and so
+        # do Meltano's run logs (XDG state) and its hub cache (XDG cache).
         UV_CACHE_DIR=str(TEST_CACHE / "uv"),
         PIP_CACHE_DIR=str(TEST_CACHE / "pip"),
+        XDG_STATE_HOME=str(TEST_CACHE / "xdg-state"),
+        XDG_CACHE_HOME=str(TEST_CACHE / "xdg-cache"),
     )
     return env
 
