@@ -77,8 +77,15 @@ class MarketoPaginator(BaseAPIPaginator[str | None]):
 
     @override
     def continue_if_empty(self, response: requests.Response) -> bool:
-        """An empty page with ``moreResult: true`` is not the end."""
-        return self.has_more(response)
+        """An empty page never ends a walk by itself: ``advance`` asks ``has_more``.
+
+        An empty page with ``moreResult: true`` is not the end, and one with ``moreResult:
+        false`` ends the walk in ``advance`` as a full page does. Answering False there would
+        end it too, but the SDK then logs "Pagination stopped after 0 pages because no
+        records were found", which reads like a problem next to our own closing line for
+        the stream (a window whose rows were all re-reads is the usual case).
+        """
+        return True
 
     @override
     def get_next(self, response: requests.Response) -> str | None:

@@ -26,8 +26,11 @@ if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
 
-# Types with their own streams, left out of the default `activities` selection.
-OWN_STREAM_TYPES = frozenset({13, 37})
+# Types another stream carries, left out of the default `activities` selection: 12 New Lead
+# and 13 Change Data Value (lead_changes, with their fields), 37 Delete Lead (deleted_leads).
+# Marketo serves New Lead from both endpoints with the same marketoGUID; reading it twice by
+# default would make a warehouse that loads both streams count every new lead twice.
+OWN_STREAM_TYPES = frozenset({12, 13, 37})
 MAX_TYPES_PER_CALL = 10
 DELETIONS_RETAINED = dt.timedelta(days=14)
 

@@ -6,11 +6,13 @@ import contextlib
 import datetime as dt
 import io
 import json
+import logging
+import os
 import sys
 import typing as t
 from functools import cached_property
 
-from singer_sdk import Tap
+from singer_sdk import Tap, metrics
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
@@ -85,7 +87,8 @@ class TapMarketoActivities(Tap):
             title="Activity type ids",
             description=(
                 "Activity types for the activities stream. Default: every type the instance "
-                "lists, minus 13 and 37, which have their own streams."
+                "lists, minus 12 and 13 (New Lead, Change Data Value: in lead_changes) and 37 "
+                "(Delete Lead: in deleted_leads). List 12 to have New Lead in both streams."
             ),
         ),
         th.Property(
@@ -297,7 +300,7 @@ class TapMarketoActivities(Tap):
         return self._type_names
 
     def selected_activity_type_ids(self) -> list[int]:
-        """Configured ids (checked against the instance) or all listed minus 13 and 37."""
+        """Configured ids (checked against the instance) or all listed minus 12, 13 and 37."""
         listed = sorted(self.activity_type_names())
         configured = self.config.get("activity_type_ids")
         if not configured:
@@ -365,6 +368,8 @@ class TapMarketoActivities(Tap):
         non-zero after the state of everything delivered. The state and catalog files
         are read here first so that a file that is not JSON is named, not traced.
         """
+        if not any(isinstance(f, _SkipEnvParseNotice) for f in cls.logger.filters):
+            cls.logger.addFilter(_SkipEnvParseNotice())
         try:
             super().invoke(
                 state=_checked_json(state, "--state"),
@@ -384,15 +389,36 @@ class TapMarketoActivities(Tap):
         """Log the lateness metric/warning and the one-line summary; stop the simulator."""
         if "api" in self.__dict__:
             lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
-            self.logger.info(
-                'METRIC: {"type": "gauge", "metric": "max_lateness_seconds", "value": %d}',
-                int(self._max_lateness.total_seconds()),
-            )
+            log_gauge("max_lateness_seconds", int(self._max_lateness.total_seconds()))
             warning = lateness_warning(self._max_lateness, lookback)
             if warning:
                 self.logger.warning(warning)
             self.logger.info("%s", self.api.stats.summary())
         self._resources.close()
+
+
+def log_gauge(name: str, value: int) -> None:
+    """A gauge in the SDK's own metric-line format, so a run's metrics read as one list.
+
+    The SDK's metrics module has no gauge meter and its ``Point`` takes only the SDK's own
+    metric names, so the point is written here the way the SDK writes its points: on its
+    metrics logger, as compact JSON, tagged with the process id.
+    """
+    point = {"type": "gauge", "metric": name, "value": value, "tags": {"pid": os.getpid()}}
+    metrics.get_metrics_logger().info("METRIC: %s", json.dumps(point, separators=(",", ":")))
+
+
+class _SkipEnvParseNotice(logging.Filter):
+    """Drops the SDK's "Skipping parse of env var settings..." line.
+
+    It is logged whenever ``--config ENV`` was not given, that is on almost every run (and
+    once more for Meltano's discovery process), and says nothing a person can act on. The
+    line for the opposite case ("Parsing env var for settings config...") stays.
+    """
+
+    @override
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Skipping parse of env var settings")
 
 
 def _check_stream_state(name: str, stream_state: dict[str, t.Any]) -> None:

@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from tap_marketo_activities.simulator.catalog import DEFAULT_ACTIVITY_TYPE_IDS
+from tap_marketo_activities.streams import OWN_STREAM_TYPES
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -94,12 +97,17 @@ def sim_config(sim: MarketoSimulator, **overrides: Any) -> dict[str, Any]:
 
 # The tap's default lead_change_fields: what lead_changes asks Marketo for.
 LEAD_FIELDS = ["email", "firstName", "lastName", "company", "leadStatus", "leadScore"]
+# The tap's default activity types: every type the instance lists but those another stream
+# carries (12 and 13 in lead_changes, 37 in deleted_leads).
+DEFAULT_ACTIVITY_TYPES = sorted(set(DEFAULT_ACTIVITY_TYPE_IDS) - OWN_STREAM_TYPES)
 
 
 def expected_guids(sim: MarketoSimulator, stream: str, since: str, **kwargs: Any) -> list[str]:
     """Sorted keys a perfect extractor delivers by the simulator's now (default settings)."""
     if stream == "lead_changes":
         kwargs.setdefault("fields", LEAD_FIELDS)
+    if stream == "activities":
+        kwargs.setdefault("type_ids", DEFAULT_ACTIVITY_TYPES)
     return sorted(r["marketoGUID"] for r in sim.expected(stream, since=since, **kwargs))
 
 

@@ -40,6 +40,7 @@ import jsonschema
 import pytest
 import yaml
 from helpers import (
+    DEFAULT_ACTIVITY_TYPES,
     MELTANO_TIMEOUT,
     REPO,
     Meltano,
@@ -87,7 +88,10 @@ def prod_env(sim: MarketoSimulator) -> dict[str, str]:
 def expected_guids(sim: MarketoSimulator) -> dict[str, set[str]]:
     """Per incremental stream, every marketoGUID visible by the simulator's now."""
     return {
-        "activities": {r["marketoGUID"] for r in sim.expected("activities", since=START_DATE)},
+        "activities": {
+            r["marketoGUID"]
+            for r in sim.expected("activities", since=START_DATE, type_ids=DEFAULT_ACTIVITY_TYPES)
+        },
         "lead_changes": {
             r["marketoGUID"]
             for r in sim.expected(
