@@ -33,6 +33,7 @@ from tap_marketo_activities.errors import (
     TokenRejected,
     classify,
 )
+from tap_marketo_activities.logs import quiet_sdk_notices
 from tap_marketo_activities.records import format_datetime
 from tap_marketo_activities.transport import FORM_CONTENT_TYPE, is_too_long, method_override_url
 
@@ -121,6 +122,7 @@ class MarketoStream(RESTStream[str]):
         super().__init__(tap)
         #: The tap that runs this stream: the run's connection and activity types live there.
         self.tap = tap
+        quiet_sdk_notices(self.logger)
 
     @property
     def api(self) -> MarketoConnection:

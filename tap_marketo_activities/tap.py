@@ -6,19 +6,18 @@ import contextlib
 import datetime as dt
 import io
 import json
-import logging
-import os
 import sys
 import typing as t
 from functools import cached_property
 
-from singer_sdk import Tap, metrics
+from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
 from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError, StateError
 from tap_marketo_activities.incremental import PartitionSync, lateness_warning
+from tap_marketo_activities.logs import log_gauge, quiet_sdk_notices
 from tap_marketo_activities.records import parse_datetime
 from tap_marketo_activities.streams import (
     OWN_STREAM_TYPES,
@@ -368,8 +367,7 @@ class TapMarketoActivities(Tap):
         non-zero after the state of everything delivered. The state and catalog files
         are read here first so that a file that is not JSON is named, not traced.
         """
-        if not any(isinstance(f, _SkipEnvParseNotice) for f in cls.logger.filters):
-            cls.logger.addFilter(_SkipEnvParseNotice())
+        quiet_sdk_notices(cls.logger)
         try:
             super().invoke(
                 state=_checked_json(state, "--state"),
@@ -395,30 +393,6 @@ class TapMarketoActivities(Tap):
                 self.logger.warning(warning)
             self.logger.info("%s", self.api.stats.summary())
         self._resources.close()
-
-
-def log_gauge(name: str, value: int) -> None:
-    """A gauge in the SDK's own metric-line format, so a run's metrics read as one list.
-
-    The SDK's metrics module has no gauge meter and its ``Point`` takes only the SDK's own
-    metric names, so the point is written here the way the SDK writes its points: on its
-    metrics logger, as compact JSON, tagged with the process id.
-    """
-    point = {"type": "gauge", "metric": name, "value": value, "tags": {"pid": os.getpid()}}
-    metrics.get_metrics_logger().info("METRIC: %s", json.dumps(point, separators=(",", ":")))
-
-
-class _SkipEnvParseNotice(logging.Filter):
-    """Drops the SDK's "Skipping parse of env var settings..." line.
-
-    It is logged whenever ``--config ENV`` was not given, that is on almost every run (and
-    once more for Meltano's discovery process), and says nothing a person can act on. The
-    line for the opposite case ("Parsing env var for settings config...") stays.
-    """
-
-    @override
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Skipping parse of env var settings")
 
 
 def _check_stream_state(name: str, stream_state: dict[str, t.Any]) -> None:
