@@ -64,7 +64,7 @@ START_DATE = "2024-04-12T12:00:00Z"  # the seed afternoon's start; its clock beg
 LATE_MINUTES = 10  # by 14:10 the 13:45 campaign has committed its last rows
 
 # One xdist worker runs every test that uses Meltano, so the plugins are installed once per run.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("meltano")]
+pytestmark = [pytest.mark.slow, pytest.mark.meltano, pytest.mark.xdist_group("meltano")]
 
 
 # ------------------------------------------------------------------------------ the simulator

@@ -155,6 +155,7 @@ def jsonl_guids(path: Path) -> Counter[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.meltano
 @pytest.mark.xdist_group("meltano")
 def test_runs_blocks_run_as_written_after_the_quick_start(meltano: Meltano, tmp_path: Path):
     """Each ``<!-- runs -->`` block, in README order, exits 0 with no traceback."""
