@@ -7,12 +7,16 @@ add "Pagination stopped after 0 pages" next to our own "N overlap re-reads skipp
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
+import pytest
 from helpers import sim_config
 
+from tap_marketo_activities.incremental import PartitionSync
 from tap_marketo_activities.simulator import World
+from tap_marketo_activities.streams import describe_start
 
 INCREMENTAL = ("activities", "lead_changes", "deleted_leads")
 NOISE = (
@@ -82,3 +86,30 @@ def test_max_lateness_is_a_metric_line_like_the_sdks(simulator, run_tap):
     assert isinstance(point["value"], int)
     assert point["value"] > 0, "the scenario should have late rows"
     assert set(point["tags"]) == {"pid"}
+
+
+@pytest.mark.parametrize(
+    ("bookmark", "line"),
+    [
+        (None, "2024-04-12T12:00:00Z (start_date; no bookmark yet)"),
+        (
+            "2024-04-12T15:00:00Z",
+            "2024-04-12T14:00:00Z (bookmark 2024-04-12T15:00:00Z minus 60 min lookback)",
+        ),
+        (
+            "2024-04-12T12:30:00Z",
+            "2024-04-12T12:00:00Z (bookmark 2024-04-12T12:30:00Z; not before start_date)",
+        ),
+    ],
+)
+def test_the_reading_line_says_where_a_pass_starts_and_why(bookmark, line):
+    utc = dt.timezone.utc
+    state = {} if bookmark is None else {"replication_key_value": bookmark}
+    sync = PartitionSync(
+        {"replication_key": "activityDate", **state},
+        label="stream 'activities'",
+        start_date=dt.datetime(2024, 4, 12, 12, tzinfo=utc),
+        lookback=dt.timedelta(minutes=60),
+        run_started=lambda: dt.datetime(2024, 4, 12, 18, tzinfo=utc),
+    )
+    assert describe_start(sync, sync.start()) == line
