@@ -33,6 +33,7 @@ from tap_marketo_activities.errors import (
     TokenRejected,
     classify,
 )
+from tap_marketo_activities.logs import quiet_sdk_notices
 from tap_marketo_activities.records import format_datetime
 from tap_marketo_activities.transport import FORM_CONTENT_TYPE, is_too_long, method_override_url
 
@@ -77,8 +78,15 @@ class MarketoPaginator(BaseAPIPaginator[str | None]):
 
     @override
     def continue_if_empty(self, response: requests.Response) -> bool:
-        """An empty page with ``moreResult: true`` is not the end."""
-        return self.has_more(response)
+        """An empty page never ends a walk by itself: ``advance`` asks ``has_more``.
+
+        An empty page with ``moreResult: true`` is not the end, and one with ``moreResult:
+        false`` ends the walk in ``advance`` as a full page does. Answering False there would
+        end it too, but the SDK then logs "Pagination stopped after 0 pages because no
+        records were found", which reads like a problem next to our own closing line for
+        the stream (a window whose rows were all re-reads is the usual case).
+        """
+        return True
 
     @override
     def get_next(self, response: requests.Response) -> str | None:
@@ -114,6 +122,7 @@ class MarketoStream(RESTStream[str]):
         super().__init__(tap)
         #: The tap that runs this stream: the run's connection and activity types live there.
         self.tap = tap
+        quiet_sdk_notices(self.logger)
 
     @property
     def api(self) -> MarketoConnection:

@@ -17,6 +17,7 @@ from typing_extensions import override
 
 from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError, StateError
 from tap_marketo_activities.incremental import PartitionSync, lateness_warning
+from tap_marketo_activities.logs import log_gauge, quiet_sdk_notices
 from tap_marketo_activities.records import parse_datetime
 from tap_marketo_activities.streams import (
     OWN_STREAM_TYPES,
@@ -85,7 +86,8 @@ class TapMarketoActivities(Tap):
             title="Activity type ids",
             description=(
                 "Activity types for the activities stream. Default: every type the instance "
-                "lists, minus 13 and 37, which have their own streams."
+                "lists, minus 12 and 13 (New Lead, Change Data Value: in lead_changes) and 37 "
+                "(Delete Lead: in deleted_leads). List 12 to have New Lead in both streams."
             ),
         ),
         th.Property(
@@ -297,7 +299,7 @@ class TapMarketoActivities(Tap):
         return self._type_names
 
     def selected_activity_type_ids(self) -> list[int]:
-        """Configured ids (checked against the instance) or all listed minus 13 and 37."""
+        """Configured ids (checked against the instance) or all listed minus 12, 13 and 37."""
         listed = sorted(self.activity_type_names())
         configured = self.config.get("activity_type_ids")
         if not configured:
@@ -365,6 +367,7 @@ class TapMarketoActivities(Tap):
         non-zero after the state of everything delivered. The state and catalog files
         are read here first so that a file that is not JSON is named, not traced.
         """
+        quiet_sdk_notices(cls.logger)
         try:
             super().invoke(
                 state=_checked_json(state, "--state"),
@@ -384,10 +387,7 @@ class TapMarketoActivities(Tap):
         """Log the lateness metric/warning and the one-line summary; stop the simulator."""
         if "api" in self.__dict__:
             lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
-            self.logger.info(
-                'METRIC: {"type": "gauge", "metric": "max_lateness_seconds", "value": %d}',
-                int(self._max_lateness.total_seconds()),
-            )
+            log_gauge("max_lateness_seconds", int(self._max_lateness.total_seconds()))
             warning = lateness_warning(self._max_lateness, lookback)
             if warning:
                 self.logger.warning(warning)

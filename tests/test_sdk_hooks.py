@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import sim_config
+from helpers import sim_config
 from singer_sdk.streams import Stream
 
 import tap_marketo_activities

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import conftest
+import helpers
 import jsonschema
 import pytest
-from conftest import guid_counts, sim_config
+from helpers import guid_counts, sim_config
 
 from tap_marketo_activities.records import activity_record
 from tap_marketo_activities.simulator import World
@@ -17,7 +17,7 @@ ALL_TYPES_BUT_OWN = None  # the simulator's default for "activities": every type
 
 
 def expected_guids(sim, stream, **kwargs):
-    return conftest.expected_guids(sim, stream, START, **kwargs)
+    return helpers.expected_guids(sim, stream, START, **kwargs)
 
 
 @pytest.fixture
