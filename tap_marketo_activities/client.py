@@ -118,8 +118,14 @@ class MarketoStream(RESTStream[str]):
     #: The only body a page walk sends is the form of ``POST ...?_method=GET``.
     payload_as_json = False
 
-    def __init__(self, tap: TapMarketoActivities) -> None:
-        super().__init__(tap)
+    def __init__(
+        self,
+        tap: TapMarketoActivities,
+        *,
+        name: str | None = None,
+        schema: dict[str, t.Any] | None = None,
+    ) -> None:
+        super().__init__(tap, name=name, schema=schema)
         #: The tap that runs this stream: the run's connection and activity types live there.
         self.tap = tap
         quiet_sdk_notices(self.logger)

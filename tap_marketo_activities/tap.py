@@ -20,16 +20,20 @@ from tap_marketo_activities.incremental import PartitionSync, lateness_warning
 from tap_marketo_activities.logs import log_gauge, quiet_sdk_notices
 from tap_marketo_activities.records import parse_datetime
 from tap_marketo_activities.streams import (
+    COMMON_FIELDS,
     OWN_STREAM_TYPES,
     ActivitiesStream,
     ActivityTypesStream,
     DeletedLeadsStream,
     IncrementalStream,
     LeadChangesStream,
+    TypedActivitiesStream,
 )
 from tap_marketo_activities.transport import MarketoConnection, is_loopback_http, split_base_url
+from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, stream_names, type_layout
 
 if t.TYPE_CHECKING:
+    import click
     from singer_sdk.streams import Stream
 
 DEFAULT_LEAD_CHANGE_FIELDS = [
@@ -47,6 +51,8 @@ class TapMarketoActivities(Tap):
     """Marketo Engage lead activities, lead changes and deleted leads, incrementally."""
 
     name = "tap-marketo-activities"
+    #: The catalog lists a typed table per activity type the instance has.
+    dynamic_catalog = True
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -262,10 +268,14 @@ class TapMarketoActivities(Tap):
             self.logger.info("Running against the built-in simulator at %s", simulator.base_url)
         return MarketoConnection(config, self.logger, read_usage=self._read_usage)
 
-    @property
+    @cached_property
     def types_stream(self) -> ActivityTypesStream:
-        """The stream whose calls the run makes outside any page walk (types, usage)."""
-        return t.cast("ActivityTypesStream", self.streams["activity_types"])
+        """The stream whose calls the run makes outside any page walk (types, usage).
+
+        Built before the others: discovery needs its types.json answer to list the
+        per-type tables.
+        """
+        return ActivityTypesStream(self)
 
     def _read_usage(self) -> int:
         """What every integration spent today (for max_daily_calls): one call at start."""
@@ -322,13 +332,38 @@ class TapMarketoActivities(Tap):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        """The four streams."""
-        return [
-            ActivityTypesStream(self),
+        """The four core streams, and one typed table per activity type the instance lists.
+
+        Listing the per-type tables takes the types.json call every run makes anyway
+        (it is cached for the run); they are off unless selected.
+        """
+        # The SDK discovers while it is still being constructed; no call leaves before the
+        # settings are known to be sound (a plain-HTTP base_url must never get the secret).
+        self._check_config()
+        streams: list[Stream] = [
+            self.types_stream,
             ActivitiesStream(self),
             LeadChangesStream(self),
             DeletedLeadsStream(self),
         ]
+        types = self.activity_types()
+        names = stream_names(types)
+        reserved = [*COMMON_FIELDS, EXTRA_ATTRIBUTES]
+        streams += [
+            TypedActivitiesStream(self, type_layout(item, names[int(item["id"])], reserved))
+            for item in sorted(types, key=lambda item: int(item["id"]))
+        ]
+        return streams
+
+    @classmethod
+    @override
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """Discovery asks Marketo for the activity types: its failures get one line too."""
+        try:
+            super().cb_discover(ctx, param, value)
+        except MarketoError as exc:
+            cls.logger.error("%s", exc)
+            ctx.exit(1)
 
     @override
     def load_state(self, state: dict[str, t.Any]) -> None:

@@ -500,3 +500,45 @@ def test_readme_quick_start_meltano_run(meltano: Meltano, state_db: Path):
     for path in mentioned:
         pattern = path.replace("<stream>", "*") + ("*" if path.endswith("/") else "")
         assert list(meltano.project.glob(pattern)), f"README mentions {path}; the run wrote none"
+
+
+TYPED_TABLES = {  # three per-type tables (issue 14), with a type each that shows in columns
+    "activities_send_email": {"mailing_id": "bigint", "campaign_run_id": "bigint"},
+    "activities_open_email": {"is_mobile_device": "boolean", "platform": "text"},
+    "activities_new_lead": {"created_date": "date", "source_type": "text"},
+}
+
+
+def test_meltano_run_typed_tables_into_postgres_makes_typed_columns(
+    meltano: Meltano,
+    postgres: Postgres,
+    state_db: Path,
+    afternoon: MarketoSimulator,
+):
+    schema = f"tap_marketo_typed_{os.getpid()}"
+    postgres.query(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    select = json.dumps([f"{name}.*" for name in TYPED_TABLES])
+    env = {**prod_env(afternoon), **postgres.target_env(schema), "TAP_MARKETO__SELECT": select}
+    meltano(
+        "--environment=prod", "run", "tap-marketo", "target-postgres", database=state_db, env=env
+    )
+    type_ids = {"activities_send_email": 6, "activities_open_email": 10, "activities_new_lead": 12}
+    for table, wanted in TYPED_TABLES.items():
+        columns = pg_columns(postgres, schema, table)
+        for column, data_type in wanted.items():
+            assert columns.get(column_for(columns, column)) == data_type, (table, columns)
+        rows = pg_guids(postgres, schema, table)
+        assert max(rows.values(), default=1) == 1, f"{table}: a marketoGUID has two rows"
+        want = {
+            r["marketoGUID"]
+            for r in afternoon.expected("activities", type_ids=[type_ids[table]], since=START_DATE)
+        }
+        assert want
+        assert set(rows) == want, table
+    mailing = column_for(pg_columns(postgres, schema, "activities_send_email"), "mailing_id")
+    assert postgres.json(
+        f'SELECT count(*) AS n FROM "{schema}".activities_send_email WHERE "{mailing}" IS NULL'
+    ) == [{"n": 0}]
+    # Only the selected shapes arrive: no unified table, and one walk fed all three.
+    assert not pg_columns(postgres, schema, "activities")
+    postgres.query(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -96,6 +96,10 @@ class MarketoSimulator:
         self.invalid_token_code = invalid_token_code
         self.bad_since_code = bad_since_code
         self.log_requests = log_requests
+        #: How types.json describes attributes, per type id: attribute name -> the dataType
+        #: to announce instead, or None to leave it out of the description (rows keep it).
+        #: Models an admin editing a custom type between two runs.
+        self.described_attributes: dict[int, dict[str, str | None]] = {}
         self.cursor_generation = 0
         start = now if now is not None else (None if self.world.live else self.world.default_now)
         self.clock = VirtualClock(start, ticking=self.world.live)
