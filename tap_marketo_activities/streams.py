@@ -198,11 +198,12 @@ class IncrementalStream(MarketoStream):
                 raise CursorRejected(str(exc)) from None
             raise
         self._sending_saved_cursor = False
+        sync = self._pass
+        sync.check_clock(self.api.now())  # the first answer has told us Marketo's clock
         body = envelope(response)
         request_id = str(body.get("requestId", "unknown"))
         names = self._tap.activity_type_names()  # type: ignore[attr-defined]
         records = [activity_record(row, type_names=names, request_id=request_id) for row in rows]
-        sync = self._pass
         counter = self.api.stats.records
         for record in records:
             if sync.admit(record["marketoGUID"], parse_datetime(record["activityDate"])):

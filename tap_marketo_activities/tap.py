@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import sys
 import typing as t
 from functools import cached_property
@@ -15,9 +14,11 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.plugin_base import _ConfigInput
 
 from tap_marketo_activities.client import MarketoAPI, is_loopback_http, split_base_url
-from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError, StateError
-from tap_marketo_activities.incremental import PartitionSync, lateness_warning
+from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError
+from tap_marketo_activities.incremental import lateness_warning
 from tap_marketo_activities.records import parse_datetime
+from tap_marketo_activities.state import check_state
+from tap_marketo_activities.state import read_json_option as _read_json
 from tap_marketo_activities.streams import (
     OWN_STREAM_TYPES,
     ActivitiesStream,
@@ -322,21 +323,7 @@ class TapMarketoActivities(Tap):
 
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Accept Singer state (or Meltano's export of it); refuse anything we cannot read."""
-        if isinstance(state, dict) and isinstance(state.get("singer_state"), dict):
-            state = state["singer_state"]
-        if not isinstance(state, dict) or not isinstance(state.get("bookmarks", {}), dict):
-            msg = (
-                'The state is not a Singer state object ({"bookmarks": {...}}); pass the last '
-                "STATE message this tap emitted, or no state to start from start_date."
-            )
-            raise StateError(msg)
-        for name, stream_state in state.get("bookmarks", {}).items():
-            if not isinstance(stream_state, dict):
-                msg = f"State for stream '{name}' must be an object, not {stream_state!r}."
-                raise StateError(msg)
-            if name in {"activities", "lead_changes", "deleted_leads"}:
-                _check_stream_state(name, stream_state)
-        super().load_state(state)
+        super().load_state(check_state(state))
 
     # -- running ---------------------------------------------------------------------
 
@@ -390,49 +377,6 @@ class TapMarketoActivities(Tap):
                 self.logger.warning(warning)
             self.logger.info("%s", self.api.stats.summary())
         self._resources.close()
-
-
-def _check_stream_state(name: str, stream_state: dict[str, t.Any]) -> None:
-    """Parse every partition's bookmark, overlap set and cursor now, before any call."""
-    partitions = stream_state.get("partitions") or []
-    if not isinstance(partitions, list) or not all(
-        isinstance(p, dict) and isinstance(p.get("context"), dict) for p in partitions
-    ):
-        msg = (
-            f"State for stream '{name}': field 'partitions' must be a list of objects, each "
-            "with a 'context' object. Pass the state this tap last emitted."
-        )
-        raise StateError(msg)
-    contexts = [json.dumps(p["context"], sort_keys=True) for p in partitions]
-    if len(set(contexts)) != len(contexts):
-        msg = (
-            f"State for stream '{name}': field 'partitions' lists the same context twice. "
-            "Keep one entry per context (the one with the latest replication_key_value)."
-        )
-        raise StateError(msg)
-    entries = [("", stream_state)] + [(f" partition {p['context']}", p) for p in partitions]
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    for suffix, entry in entries:
-        if not isinstance(entry, dict):
-            msg = f"State for stream '{name}'{suffix} must be an object."
-            raise StateError(msg)
-        PartitionSync(
-            dict(entry),
-            label=f"stream '{name}'{suffix}",
-            start_date=epoch,
-            lookback=dt.timedelta(),
-            run_started=lambda: epoch,
-        )
-
-
-def _read_json(handle: t.IO[str], option: str) -> t.Any:
-    """Parse a --state/--catalog file, naming the option when it is not JSON."""
-    text = handle.read()
-    try:
-        return json.loads(text) if text.strip() else {}
-    except ValueError as exc:
-        msg = f"The {option} file is not valid JSON ({exc}); pass a file this tap wrote."
-        raise StateError(msg) from None
 
 
 __all__ = ["IncrementalStream", "TapMarketoActivities"]
