@@ -200,6 +200,10 @@ def check_stream_state(name: str, stream_state: dict[str, t.Any]) -> None:
         _fail(f"stream '{name}'", "lead_change_fields", "must be a list of field names")
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     for label, entry in entries:
+        if entry.get("overlap") is not None and entry.get("replication_key_value") is None:
+            # The tap writes both together; without the bookmark the pass would restart
+            # from start_date and re-send everything the overlap set does not cover.
+            _fail(label, "replication_key_value", "is missing beside an overlap set")
         PartitionSync(
             dict(entry),
             label=label,
