@@ -9,6 +9,7 @@ import subprocess
 import zlib
 
 import pytest
+from conftest import TAP, parse_messages, sim_config
 
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.incremental import (
@@ -19,7 +20,6 @@ from tap_marketo_activities.incremental import (
 )
 from tap_marketo_activities.simulator import World
 from tap_marketo_activities.state import check_state, parse_state_text
-from tests.conftest import TAP, parse_messages, sim_config
 
 UTC = dt.timezone.utc
 NOW = "2024-04-12T16:00:00Z"

@@ -23,12 +23,12 @@ import zlib
 from typing import Any
 
 import pytest
+from conftest import TAP, parse_messages, sim_config
 
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.incremental import OverlapSet
 from tap_marketo_activities.simulator import World
 from tap_marketo_activities.state import check_state, parse_state_text
-from tests.conftest import TAP, parse_messages, sim_config
 
 UTC = dt.timezone.utc
 SEED = 20261123
