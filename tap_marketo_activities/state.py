@@ -127,7 +127,11 @@ def check_state(state: t.Any) -> dict[str, t.Any]:
         _fail("the document", "currently_syncing", f"must be a stream name, not {_kind(syncing)}")
     bookmarks = state.get("bookmarks", {})
     if not isinstance(bookmarks, dict):
-        _fail("the document", "bookmarks", f"must be an object, not {_kind(bookmarks)}")
+        _fail(
+            "the document",
+            "bookmarks",
+            f"must be an object, not {_kind(bookmarks)}: this is not a Singer state",
+        )
     for name, stream_state in bookmarks.items():
         if name not in STREAMS:
             _fail(
@@ -177,22 +181,28 @@ def check_stream_state(name: str, stream_state: dict[str, t.Any]) -> None:
         _fail(f"stream '{name}'", "partitions", f"must be a list, not {_kind(partitions)}")
     if partitions and name != "activities":
         _fail(f"stream '{name}'", "partitions", "must be empty: this stream has no partitions")
-    entries: list[tuple[str, dict[str, t.Any]]] = [(f"stream '{name}'", stream_state)]
     seen: set[str] = set()
     for index, partition in enumerate(partitions):
+        where = f"stream '{name}' partition {index}"
         if not isinstance(partition, dict):
-            _fail(f"stream '{name}' partition {index}", "partitions", "must hold objects")
-        label = _check_context(name, index, partition.get("context"))
-        key = json.dumps(partition["context"], sort_keys=True)
+            _fail(where, "partitions", f"must hold objects, not {_kind(partition)}")
+        context = partition.get("context")
+        if not isinstance(context, dict):
+            _fail(where, "context", f"must be an object, not {_kind(context)}")
+        key = json.dumps(context, sort_keys=True)
         if key in seen:
             _fail(
-                label,
-                "context",
-                "repeats another partition's context; keep one entry per group (the one with "
-                "the latest replication_key_value)",
+                where,
+                "partitions",
+                "lists the same context twice; keep one entry per context (the one with the "
+                "latest replication_key_value)",
             )
         seen.add(key)
-        entries.append((label, partition))
+    entries: list[tuple[str, dict[str, t.Any]]] = [(f"stream '{name}'", stream_state)]
+    entries += [
+        (_check_context(name, index, partition["context"]), partition)
+        for index, partition in enumerate(partitions)
+    ]
     fields = stream_state.get("lead_change_fields")
     if fields is not None and (
         not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
