@@ -77,6 +77,7 @@ def parse_state_text(text: str, option: str = "--state") -> dict[str, t.Any]:
             '({"bookmarks": {...}}). ' + _FIX
         )
         raise StateError(msg)
+    _check_depth(document)  # before anything copies or re-serialises it recursively
     return document
 
 
