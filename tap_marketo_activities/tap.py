@@ -6,7 +6,9 @@ import contextlib
 import datetime as dt
 import io
 import json
+import signal
 import sys
+import threading
 import typing as t
 from functools import cached_property
 
@@ -17,7 +19,12 @@ from typing_extensions import override
 
 from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError
 from tap_marketo_activities.incremental import lateness_warning
-from tap_marketo_activities.records import parse_datetime
+from tap_marketo_activities.settings import (
+    env_settings,
+    read_config,
+    schema_errors,
+    start_date_value,
+)
 from tap_marketo_activities.state import check_state, read_json_option
 from tap_marketo_activities.streams import (
     OWN_STREAM_TYPES,
@@ -27,7 +34,7 @@ from tap_marketo_activities.streams import (
     IncrementalStream,
     LeadChangesStream,
 )
-from tap_marketo_activities.transport import MarketoConnection, is_loopback_http, split_base_url
+from tap_marketo_activities.transport import MarketoConnection, check_base_url
 
 if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
@@ -41,6 +48,9 @@ DEFAULT_LEAD_CHANGE_FIELDS = [
     "leadScore",
 ]
 SIMULATOR_CREDENTIAL = "simulator"
+# Marketo commits rows minutes (rarely hours) late; a week of lookback is far past any
+# lateness seen, and far below where window arithmetic could overflow.
+MAX_LOOKBACK_MINUTES = 7 * 24 * 60
 
 
 class TapMarketoActivities(Tap):
@@ -53,22 +63,29 @@ class TapMarketoActivities(Tap):
             "client_id",
             th.StringType,
             title="Client ID",
-            description="Client ID of a LaunchPoint custom service (Admin > LaunchPoint).",
+            description=(
+                "Required unless simulator is true. Client ID of a LaunchPoint custom service "
+                "(Admin > LaunchPoint)."
+            ),
         ),
         th.Property(
             "client_secret",
             th.StringType,
             secret=True,
             title="Client secret",
-            description="Client secret of the same LaunchPoint service.",
+            description=(
+                "Required unless simulator is true. Client secret of the same LaunchPoint service."
+            ),
         ),
         th.Property(
             "base_url",
             th.StringType,
             title="Base URL",
             description=(
-                "Instance root https://<munchkin-id>.mktorest.com; the REST endpoint shown in "
-                "Admin > Web Services (ending in /rest) is accepted too."
+                "Required unless simulator is true. Instance root "
+                "https://<munchkin-id>.mktorest.com; the REST endpoint shown in Admin > Web "
+                "Services (ending in /rest) is accepted too. Only https (plain http only to "
+                "a simulator on this machine)."
             ),
         ),
         th.Property(
@@ -76,7 +93,9 @@ class TapMarketoActivities(Tap):
             th.DateTimeType,
             title="Start date",
             description=(
-                "ISO 8601 date-time with a zone; where a stream or partition with no bookmark "
+                "Required unless simulator is true (then: today 00:00 UTC); not needed for "
+                "--discover. ISO 8601 date-time with a zone, or a date alone (2024-01-01 "
+                "means 2024-01-01T00:00:00Z); where a stream or partition with no bookmark "
                 "starts. Rows stamped earlier are never emitted."
             ),
         ),
@@ -98,12 +117,12 @@ class TapMarketoActivities(Tap):
         ),
         th.Property(
             "lookback_minutes",
-            th.IntegerType(minimum=1),
+            th.IntegerType(minimum=1, maximum=MAX_LOOKBACK_MINUTES),
             default=60,
             title="Lookback (minutes)",
             description=(
                 "How far before the bookmark each run starts, to pick up rows Marketo commits "
-                "late. The tap warns when rows arrive within 20% of this."
+                "late, 1 to 10080 (a week). The tap warns when rows arrive within 20% of this."
             ),
         ),
         th.Property(
@@ -139,7 +158,7 @@ class TapMarketoActivities(Tap):
         ),
         th.Property(
             "max_daily_calls",
-            th.IntegerType(minimum=1),
+            th.IntegerType(minimum=1, maximum=100_000_000),
             title="Max daily calls",
             description=(
                 "Optional budget on the instance's daily API usage (all integrations, as "
@@ -148,28 +167,31 @@ class TapMarketoActivities(Tap):
         ),
         th.Property(
             "max_retries",
-            th.IntegerType(minimum=0),
+            th.IntegerType(minimum=0, maximum=50),
             default=8,
             title="Max retries",
-            description="Retries of a transient failure (5xx, 604, 608, 611, 713, network).",
+            description=(
+                "Retries of a transient failure (5xx, 604, 608, 611, 713, network, the "
+                "identity endpoint), 0 to 50."
+            ),
         ),
         th.Property(
             "request_timeout",
-            th.IntegerType(minimum=1),
+            th.IntegerType(minimum=1, maximum=3600),
             default=120,
             title="Request timeout (s)",
-            description="Seconds before a call is abandoned and retried.",
+            description="Seconds before a call is abandoned and retried, 1 to 3600.",
         ),
         th.Property(
             "retry_base_seconds",
-            th.NumberType(minimum=0),
+            th.NumberType(minimum=0, maximum=60),
             default=1.0,
             title="Retry base (s)",
             description="First backoff wait; doubles per retry, up to 60 s.",
         ),
         th.Property(
             "rate_limit_window_seconds",
-            th.NumberType(minimum=1),
+            th.NumberType(minimum=1, maximum=3600),
             default=20,
             title="Rate window (s)",
             description="Length of Marketo's rate window (20 s). Change only for simulator tests.",
@@ -179,12 +201,45 @@ class TapMarketoActivities(Tap):
     #: Taps built by this process's ``invoke`` whose run has not been summarised yet.
     _runs: t.ClassVar[list[TapMarketoActivities]] = []
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._check_config()
+    def __init__(
+        self,
+        *,
+        config: t.Any = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        **kwargs: t.Any,
+    ) -> None:
+        # Settings are read and checked here (settings.py), not by the SDK: its messages
+        # print values (secrets included) and a bad environment value ends in a traceback.
+        settings = read_config(config)
+        if parse_env_config:
+            settings.update(env_settings(self.config_jsonschema))
+        super().__init__(config=settings, parse_env_config=False, validate_config=False, **kwargs)
+        if threading.current_thread() is threading.main_thread():
+            # The SDK's handler exits 0 on SIGTERM, so a scheduler records a stopped run
+            # as a success; ours replaces it and exits 128 + the signal's number.
+            signal.signal(signal.SIGTERM, self._stop_on_signal)
+        if validate_config:  # the SDK's --discover builds the tap without validation
+            schema = dict(self.config_jsonschema)
+            self.append_builtin_config(schema)
+            errors = schema_errors(schema, self.config)
+            if errors:
+                raise ConfigValidationError(errors[0], errors=errors)
+            self._check_config()
         self._max_lateness = dt.timedelta()
         self._resources = contextlib.ExitStack()
         TapMarketoActivities._runs.append(self)
+
+    def _stop_on_signal(self, signum: int, frame: t.Any) -> t.NoReturn:
+        """Stop now: every STATE already written is correct; the next run resumes there."""
+        name = signal.Signals(signum).name
+        self.logger.error(
+            "Stopped by %s before the run finished; the state written so far is correct and "
+            "the next run resumes from it. Exiting with %d.",
+            name,
+            128 + signum,
+        )
+        sys.exit(128 + signum)
 
     # -- settings ------------------------------------------------------------------
 
@@ -205,30 +260,20 @@ class TapMarketoActivities(Tap):
                         "without a Marketo instance)."
                     )
             if config.get("base_url"):
-                base_url = str(config["base_url"])
                 try:
-                    split_base_url(base_url)
+                    check_base_url(str(config["base_url"]))
                 except ConfigError as exc:
                     errors.append(str(exc))
-                else:
-                    if base_url.startswith("http:") and not is_loopback_http(base_url):
-                        errors.append(
-                            "base_url must use https: (plain http is accepted only for a "
-                            "simulator on 127.0.0.1)."
-                        )
             if not config.get("start_date"):
                 errors.append(
                     "start_date is required: an ISO 8601 date-time with a zone, e.g. "
-                    "2024-01-01T00:00:00Z."
+                    "2024-01-01T00:00:00Z, or a date alone (midnight UTC)."
                 )
         if config.get("start_date"):
             try:
-                parse_datetime(str(config["start_date"]))
-            except ValueError:
-                errors.append(
-                    f"start_date {config['start_date']!r} needs a time zone, e.g. "
-                    "2024-01-01T00:00:00Z or 2024-01-01T00:00:00+01:00."
-                )
+                start_date_value(str(config["start_date"]))
+            except ValueError as exc:
+                errors.append(str(exc))
         if "lead_change_fields" in config and not config["lead_change_fields"]:
             errors.append("lead_change_fields needs at least one lead field (REST API name).")
         if errors:
@@ -239,7 +284,7 @@ class TapMarketoActivities(Tap):
         """Configured start; in simulator mode, today 00:00 UTC by default."""
         value = self.config.get("start_date")
         if value:
-            return parse_datetime(str(value))
+            return start_date_value(str(value))
         today = dt.datetime.now(dt.timezone.utc).date()
         return dt.datetime.combine(today, dt.time(), dt.timezone.utc)
 

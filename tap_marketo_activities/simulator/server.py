@@ -169,9 +169,13 @@ class MarketoSimulator:
     def reset_counters(self) -> None:
         self.counter_book.reset(in_flight=self.limits.in_flight)
 
-    def inject(self, path_suffix: str, kind: str, times: int = 1) -> None:
-        """The next ``times`` calls whose path ends with ``path_suffix`` answer with ``kind``."""
-        self.script.add(path_suffix, kind, times)
+    def inject(self, path_suffix: str, kind: str, times: int = 1, after: int = 0) -> None:
+        """The next ``times`` calls whose path ends with ``path_suffix`` answer with ``kind``.
+
+        ``after`` lets that many matching calls through first (e.g. ``after=1`` on the
+        identity path fails a token renewal, not the first token).
+        """
+        self.script.add(path_suffix, kind, times, after)
 
     def reject_cursors(self) -> None:
         """Refuse every position token issued before now (``stale_token_code``)."""
