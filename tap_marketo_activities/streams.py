@@ -355,16 +355,18 @@ class LeadChangesStream(IncrementalStream):
         sync.state["lead_change_fields"] = fields
 
     @override
-    def fatal_message(self, code: str, message: str, request_id: str, advice: str) -> str:
-        """Name the setting when Marketo rejects a field."""
-        if code in {"1003", "1006"}:
+    def fatal_message(
+        self, code: str, message: str, request_id: str, advice: str, path: str | None = None
+    ) -> str:
+        """Name the setting when Marketo rejects a field (of leadchanges.json itself)."""
+        if code in {"1003", "1006"} and path in (None, self.path):
             fields = ", ".join(self.config["lead_change_fields"])
             return (
                 f"Marketo rejected lead_change_fields ({fields}): {code} {message} (requestId "
                 f"{request_id}). Use lead fields' REST API names (Admin > Field Management > "
                 "Export Field Names) and remove the one named above."
             )
-        return super().fatal_message(code, message, request_id, advice)
+        return super().fatal_message(code, message, request_id, advice, path)
 
 
 class DeletedLeadsStream(IncrementalStream):

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -37,6 +38,7 @@ from tap_marketo_activities.streams import (
 from tap_marketo_activities.transport import MarketoConnection, check_base_url
 
 if t.TYPE_CHECKING:
+    import click
     from singer_sdk.streams import Stream
 
 DEFAULT_LEAD_CHANGE_FIELDS = [
@@ -406,9 +408,31 @@ class TapMarketoActivities(Tap):
         except MarketoError as exc:
             cls.logger.error("%s", exc)  # the message is the whole report
             sys.exit(1)
+        except BrokenPipeError:
+            # Python would hit the closed pipe again flushing stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            cls.logger.error(
+                "The target stopped reading the tap's output (broken pipe), so the run "
+                "stopped; the target's own log says why. The next run resumes from the last "
+                "state the target wrote."
+            )
+            sys.exit(1)
         finally:
             # The SDK builds the tap inside its entry point (and its sync_all is final),
             # so the run's summary is written here, for a failed run too.
+            while cls._runs:
+                cls._runs.pop().finish_run()
+
+    @classmethod
+    @override
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """``--test``: a failed connection test is one line and a non-zero exit."""
+        try:
+            super().cb_test(ctx, param, value)
+        except MarketoError as exc:
+            cls.logger.error("Connection test failed: %s", exc)
+            ctx.exit(1)
+        finally:
             while cls._runs:
                 cls._runs.pop().finish_run()
 

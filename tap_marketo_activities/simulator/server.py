@@ -18,6 +18,7 @@ import contextlib
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 from email.utils import format_datetime
@@ -219,6 +220,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     sim: MarketoSimulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer is normal (a killed tap); say nothing."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
