@@ -120,13 +120,16 @@ def test_first_token_is_retried(simulator, run_tap, kind):
 
 
 def test_token_renewal_mid_run_is_retried(simulator, run_tap):
-    sim = simulator(World.seed_afternoon(rows=1500, seed=6), now=NOW, token_lifetime_s=2)
-    sim.inject(IDENTITY, "503", times=2, after=1)  # the first renewal, not the first token
+    sim = simulator(World.seed_afternoon(rows=1500, seed=6), now=NOW)
+    # Mid-run, Marketo says the token expired (602); its renewal meets two 503s.
+    sim.inject("activities.json", "602", times=1, after=3)
+    sim.inject(IDENTITY, "503", times=2, after=1)  # the renewal, not the first token
     run = run_tap(sim_config(sim, page_size=20, activity_type_ids=[1, 6]))
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
-    assert sim.counters.injected_by_code["503"] == 2
-    assert sim.counters.identity_calls >= 4
+    assert sim.counters.injected_by_code == {"602": 1, "503": 2}
+    assert sim.counters.identity_calls == 4
+    assert run.stderr.count("Retrying the identity endpoint") == 2
     for stream in ("lead_changes", "deleted_leads"):
         assert sorted(run.guids(stream)) == expected_guids(sim, stream, SINCE), stream
 
