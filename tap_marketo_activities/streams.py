@@ -212,11 +212,12 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
         """Validate the whole page, emit its new rows, then save the cursor."""
         rows = page_rows(response)
         self._cursor_accepted = True
+        sync = self._pass
+        sync.check_clock(self.api.now())  # the first answer has told us Marketo's clock
         body = envelope(response)
         request_id = str(body.get("requestId", "unknown"))
         names = self.tap.activity_type_names()
         records = [activity_record(row, type_names=names, request_id=request_id) for row in rows]
-        sync = self._pass
         counter = self.api.stats.records
         for record in records:
             when = parse_datetime(record["activityDate"])
@@ -393,16 +394,18 @@ class LeadChangesStream(IncrementalStream):
         sync.state["lead_change_fields"] = fields
 
     @override
-    def fatal_message(self, code: str, message: str, request_id: str, advice: str) -> str:
-        """Name the setting when Marketo rejects a field."""
-        if code in {"1003", "1006"}:
+    def fatal_message(
+        self, code: str, message: str, request_id: str, advice: str, path: str | None = None
+    ) -> str:
+        """Name the setting when Marketo rejects a field (of leadchanges.json itself)."""
+        if code in {"1003", "1006"} and path in (None, self.path):
             fields = ", ".join(self.config["lead_change_fields"])
             return (
                 f"Marketo rejected lead_change_fields ({fields}): {code} {message} (requestId "
                 f"{request_id}). Use lead fields' REST API names (Admin > Field Management > "
                 "Export Field Names) and remove the one named above."
             )
-        return super().fatal_message(code, message, request_id, advice)
+        return super().fatal_message(code, message, request_id, advice, path)
 
 
 class DeletedLeadsStream(IncrementalStream):
