@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import typing as t
 
 from tap_marketo_activities.errors import StateError
@@ -28,6 +29,9 @@ MAX_TYPE_ID = 2**31 - 1
 INCREMENTAL_STREAMS = ("activities", "lead_changes", "deleted_leads")
 STREAMS = ("activity_types", *INCREMENTAL_STREAMS)
 TOP_LEVEL_KEYS = frozenset({"bookmarks", "currently_syncing"})
+#: The per-type tables (typed.py): the SDK keeps an entry for each; their progress is the
+#: `activities` partitions', so nothing in the entry is read.
+_TYPED_TABLE = re.compile(r"activities_[a-z0-9_]{1,200}")
 
 _FIX = "Pass the state this tap last emitted, or {} to start from start_date."
 
@@ -134,11 +138,12 @@ def check_state(state: t.Any) -> dict[str, t.Any]:
             f"must be an object, not {_kind(bookmarks)}: this is not a Singer state",
         )
     for name, stream_state in bookmarks.items():
-        if name not in STREAMS:
+        if name not in STREAMS and not _TYPED_TABLE.fullmatch(str(name)):
             _fail(
                 f"stream '{str(name)[:60]}'",
                 "bookmarks",
-                f"names a stream this tap does not have (it has {', '.join(STREAMS)})",
+                f"names a stream this tap does not have (it has {', '.join(STREAMS)} and the "
+                "per-type tables activities_<type>)",
             )
         if not isinstance(stream_state, dict):
             _fail(f"stream '{name}'", name, f"must be an object, not {_kind(stream_state)}")

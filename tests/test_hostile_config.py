@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import README, TAP, expected_guids, parse_messages, sim_config, write_json
+from helpers import README, TAP, expected_guids, parse_messages, sim_config, write_json
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
 

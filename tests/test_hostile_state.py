@@ -9,7 +9,7 @@ import subprocess
 import zlib
 
 import pytest
-from conftest import TAP, parse_messages, sim_config
+from helpers import TAP, parse_messages, sim_config
 
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.incremental import (

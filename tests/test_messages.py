@@ -7,7 +7,7 @@ import struct
 import subprocess
 import time
 
-from conftest import TAP, sim_config, write_json
+from helpers import TAP, sim_config, write_json
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
 

@@ -23,7 +23,7 @@ import zlib
 from typing import Any
 
 import pytest
-from conftest import TAP, parse_messages, sim_config
+from helpers import TAP, parse_messages, sim_config
 
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.incremental import OverlapSet
