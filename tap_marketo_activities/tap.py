@@ -218,6 +218,10 @@ class TapMarketoActivities(Tap):
     ) -> None:
         # Settings are read and checked here (settings.py), not by the SDK: its messages
         # print values (secrets included) and a bad environment value ends in a traceback.
+        # Before the SDK's own set-up: it discovers the streams, and discovery may already
+        # start the simulator (a resource this run must stop) and count types.json's call.
+        self._max_lateness = dt.timedelta()
+        self._resources = contextlib.ExitStack()
         settings = read_config(config)
         if parse_env_config:
             settings.update(env_settings(self.config_jsonschema))
@@ -233,8 +237,6 @@ class TapMarketoActivities(Tap):
             if errors:
                 raise ConfigValidationError(errors[0], errors=errors)
             self._check_config()
-        self._max_lateness = dt.timedelta()
-        self._resources = contextlib.ExitStack()
         TapMarketoActivities._runs.append(self)
 
     def _stop_on_signal(self, signum: int, frame: t.Any) -> t.NoReturn:
