@@ -33,6 +33,7 @@ class Counters:
     method_override_posts: int
     rows_served: int
     pages_served: int
+    bulk_bytes_served: int
 
     @property
     def total_calls(self) -> int:
@@ -66,6 +67,7 @@ class CounterBook:
             self.method_override_posts = 0
             self.rows_served = 0
             self.pages_served = 0
+            self.bulk_bytes_served = 0
 
     def call(self, path: str) -> None:
         with self._lock:
@@ -106,4 +108,5 @@ class CounterBook:
                 method_override_posts=self.method_override_posts,
                 rows_served=self.rows_served,
                 pages_served=self.pages_served,
+                bulk_bytes_served=self.bulk_bytes_served,
             )
