@@ -19,7 +19,8 @@ Knobs (plain attributes): ``processing_s``, ``attributes_form`` ("object" as in 
 sample or "array" as in the SPEC's), ``cancel_spelling`` ("Cancelled" or "Canceled"; the docs
 use both), ``corrupt_checksum`` (status reports a wrong checksum), ``file_404_times`` (a
 Completed file answers 404 that many times first), ``break_downloads`` (that many file
-answers stop half-way and drop the connection), ``quota_bytes``.
+answers stop half-way and drop the connection), ``fail_jobs`` (that many of the client's jobs
+end Failed with an ``errorMsg``), ``quota_bytes``.
 
 UNVERIFIED choices: ``createdAt`` is inclusive at both ends; an unknown ``exportId`` answers
 1003 "Export not found"; a span over 31 days, type 37, or a missing filter answer 1003; a job
@@ -152,6 +153,7 @@ class BulkExports:
     corrupt_checksum: bool = False
     file_404_times: int = 0
     break_downloads: int = 0
+    fail_jobs: int = 0
     jobs: dict[str, Job] = field(default_factory=dict)
     used_bytes: int = 0
     _quota_day: date | None = None
@@ -376,6 +378,11 @@ class BulkExports:
         job.records, job.path, job.size, job.checksum = self._write(sim.world, job, at)
 
     def _complete(self, sim: MarketoSimulator, job: Job, at: datetime) -> None:
+        if job.owner == sim.client_id and self.fail_jobs > 0:
+            self.fail_jobs -= 1
+            job.status, job.finished_at = "Failed", at
+            job.error = "Export failed: the simulator was told to fail this job"
+            return
         job.status, job.finished_at = "Completed", at
         if job.owner == sim.client_id and job.size is not None:
             self._roll(at)

@@ -10,7 +10,8 @@ Keys of ``errors_by_code`` (every error answered, injected or not):
   ``"bad_record"`` (success:true answers that are broken on purpose).
 ``injected_by_code`` is keyed by the fault kind as injected (``"602"``, ``"500"``, ``"reset"``,
 ``"slow"``...); ``enforced_by_code`` holds the limits the client actually provoked (606, 615,
-607) and real token failures (601, 602).
+607) and real token failures (601, 602). ``bulk_bytes_served`` counts export file bytes
+written (broken answers included), ``bulk_range_answers`` the 206 answers.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Counters:
     rows_served: int
     pages_served: int
     bulk_bytes_served: int
+    bulk_range_answers: int
 
     @property
     def total_calls(self) -> int:
@@ -68,6 +70,7 @@ class CounterBook:
             self.rows_served = 0
             self.pages_served = 0
             self.bulk_bytes_served = 0
+            self.bulk_range_answers = 0
 
     def call(self, path: str) -> None:
         with self._lock:
@@ -109,4 +112,5 @@ class CounterBook:
                 rows_served=self.rows_served,
                 pages_served=self.pages_served,
                 bulk_bytes_served=self.bulk_bytes_served,
+                bulk_range_answers=self.bulk_range_answers,
             )

@@ -473,6 +473,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {answer.start}-{answer.end}/{answer.total}")
         self.end_headers()
         left = answer.length if answer.break_after is None else answer.break_after
+        if answer.status == 206:
+            book.add("bulk_range_answers")
         with answer.path.open("rb") as source:
             source.seek(answer.start)
             while left > 0:
@@ -480,8 +482,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if not chunk:
                     break
                 self.wfile.write(chunk)
+                book.add("bulk_bytes_served", len(chunk))
                 left -= len(chunk)
-        book.add("bulk_bytes_served", answer.length if answer.break_after is None else 0)
         if answer.break_after is not None:
             book.error("reset", injected="broken_download")
             self.wfile.flush()

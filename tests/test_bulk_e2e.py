@@ -1,0 +1,252 @@
+"""The bulk backfill against the simulator over real HTTP: windows, jobs, downloads, state.
+
+``BulkBackfill`` runs in-process through ``PlainBulkTransport`` (requests + bearer token) to a
+real simulator; its ``sleep`` advances the simulator's virtual clock, so waiting for a job or
+for a queue place costs no real time.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+from collections import Counter
+
+import pytest
+
+from tap_marketo_activities.bulk import (
+    BackfillSettings,
+    BulkBackfill,
+    PlainBulkTransport,
+    Terminated,
+)
+from tap_marketo_activities.bulk.errors import (
+    ChecksumMismatch,
+    ExportQuotaExceeded,
+    JobFailed,
+)
+from tap_marketo_activities.records import activity_record, parse_datetime
+from tap_marketo_activities.simulator import MarketoSimulator, World
+from tap_marketo_activities.simulator import catalog as cat
+
+UTC = dt.timezone.utc
+START = dt.datetime(2024, 1, 1, tzinfo=UTC)
+TYPES = sorted(cat.DEFAULT_ACTIVITY_TYPE_IDS)
+TYPE_NAMES = {t.id: t.name for t in cat.ACTIVITY_TYPES}
+CREATE = "/bulk/v1/activities/export/create.json"
+FILE_SUFFIX = "/file.json"
+WORLD = World.generate(
+    start=START, hours=24 * 70, rows=3000, seed=5, late_fraction=0.05, max_late_minutes=30
+)
+
+
+@pytest.fixture
+def sim():
+    with MarketoSimulator(WORLD) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def transport(sim):
+    plain = PlainBulkTransport(sim.base_url, sim.client_id, sim.client_secret, timeout=10)
+    yield plain
+    plain.close()
+
+
+def make_backfill(sim, transport, state, **settings):
+    return BulkBackfill(
+        transport=transport,
+        type_ids=TYPES,
+        type_names=TYPE_NAMES,
+        state=state,
+        settings=BackfillSettings(poll_initial_s=30, **settings),
+        sleep=lambda seconds: sim.clock.advance(seconds=seconds),
+        server_now=sim.clock.now,
+    )
+
+
+def end_of(backfill, sim):
+    return backfill.end_for(sim.clock.now())
+
+
+def expected_records(sim, end):
+    """What the REST path would emit for rows stamped in [START, end), ``id`` aside."""
+    out = []
+    for row in sim.expected("activities", type_ids=TYPES, since=START):
+        if parse_datetime(row["activityDate"]) < end:
+            record = activity_record(row, type_names=TYPE_NAMES, request_id="truth")
+            record["id"] = None  # the export has no id column
+            out.append(record)
+    return sorted(out, key=lambda r: r["marketoGUID"])
+
+
+def file_calls(sim):
+    return sum(n for path, n in sim.counters.calls_by_path.items() if path.endswith(FILE_SUFFIX))
+
+
+def by_guid(records):
+    return sorted(records, key=lambda r: r["marketoGUID"])
+
+
+def test_a_backfill_delivers_exactly_the_rest_records_in_one_job_per_31_days(sim, transport):
+    state: dict = {}
+    backfill = make_backfill(sim, transport, state)
+    end = end_of(backfill, sim)
+    got = list(backfill.records(START, end))
+    assert by_guid(got) == expected_records(sim, end)
+    assert not [g for g, n in Counter(r["marketoGUID"] for r in got).items() if n > 1]
+    assert sim.counters.calls_by_path[CREATE] == 3  # 70 days, every type in each job
+    assert backfill.stats.jobs == 3
+    assert backfill.stats.rows == len(got)
+    assert state["bulk"] == {"job": None, "done_until": "2024-03-10T23:45:00Z"}
+    assert transport.calls < 20
+
+
+@pytest.mark.parametrize("form", ["object", "array"])
+def test_both_attribute_forms_give_the_same_records(sim, transport, form):
+    sim.bulk.attributes_form = form
+    backfill = make_backfill(sim, transport, {})
+    end = START + dt.timedelta(days=10)
+    assert by_guid(backfill.records(START, end)) == expected_records(sim, end)
+
+
+def test_a_broken_download_resumes_with_range(sim, transport, caplog):
+    sim.bulk.break_downloads = 2
+    backfill = make_backfill(sim, transport, {})
+    end = START + dt.timedelta(days=20)
+    with caplog.at_level(logging.INFO):
+        got = list(backfill.records(START, end))
+    assert by_guid(got) == expected_records(sim, end)
+    assert file_calls(sim) == 3  # one answer broke twice; two Range requests finished it
+    assert sim.counters.injected_by_code["broken_download"] == 2
+    assert sim.counters.bulk_range_answers == 2
+    assert sim.counters.bulk_bytes_served < 1.5 * backfill.stats.bytes  # never from byte 0
+    assert "download broke at byte" in caplog.text
+
+
+def test_a_checksum_mismatch_fails_clearly_and_emits_nothing_from_that_file(sim, transport):
+    sim.bulk.corrupt_checksum = True
+    state: dict = {}
+    backfill = make_backfill(sim, transport, state)
+    got = []
+    with pytest.raises(ChecksumMismatch) as caught:
+        got.extend(backfill.records(START, START + dt.timedelta(days=10)))
+    assert got == []
+    assert "nothing from the file was emitted and the bookmark did not move" in str(caught.value)
+    assert "done_until" not in state["bulk"]
+    export_id = state["bulk"]["job"]["exportId"]
+    # the next run downloads the same job's file again instead of creating a new job
+    sim.bulk.corrupt_checksum = False
+    again = make_backfill(sim, transport, state)
+    end = START + dt.timedelta(days=10)
+    assert by_guid(again.records(START, end)) == expected_records(sim, end)
+    assert sim.counters.calls_by_path[CREATE] == 1
+    assert export_id in sim.bulk.statuses()
+
+
+def test_a_completed_file_that_answers_404_is_retried(sim, transport):
+    sim.bulk.file_404_times = 2
+    backfill = make_backfill(sim, transport, {})
+    end = START + dt.timedelta(days=10)
+    assert by_guid(backfill.records(START, end)) == expected_records(sim, end)
+    assert file_calls(sim) == 3
+
+
+def test_a_full_queue_waits_for_a_place(sim, transport, caplog):
+    sim.bulk.processing_s = 600
+    sim.bulk.occupy(sim.clock.now(), 10)  # another integration fills the queue
+    backfill = make_backfill(sim, transport, {})
+    end = START + dt.timedelta(days=10)
+    with caplog.at_level(logging.INFO):
+        got = list(backfill.records(START, end))
+    assert by_guid(got) == expected_records(sim, end)
+    assert sim.counters.errors_by_code["1029"] >= 1
+    assert "Marketo's bulk export queue is full (1029 Too many jobs in queue" in caplog.text
+    assert backfill.stats.wait_s >= 600
+
+
+def test_the_export_quota_stops_cleanly_and_the_next_day_resumes_the_same_job(sim, transport):
+    end = START + dt.timedelta(days=40)
+    first = make_backfill(sim, transport, {})
+    got = []
+    sim.bulk.quota_bytes = 1  # the first file uses up the day's quota
+    state = first.state
+    with pytest.raises(ExportQuotaExceeded) as caught:
+        got.extend(first.records(START, end))
+    assert "1029 Export daily quota exceeded" in str(caught.value)
+    assert "Marketo resets the daily quota at midnight US Central" in str(caught.value)
+    assert state["bulk"]["done_until"] == "2024-02-01T00:00:00Z"  # the first window is done
+    pending = state["bulk"]["job"]["exportId"]
+    assert sim.bulk.statuses()[pending] == "Created"
+    sim.clock.advance(dt.timedelta(days=1))
+    second = make_backfill(sim, transport, copy.deepcopy(state))
+    got.extend(second.records(START, end))
+    assert by_guid(got) == expected_records(sim, end)
+    assert sim.counters.calls_by_path[CREATE] == 2  # the saved job was enqueued, not redone
+
+
+def test_a_failed_job_says_why(sim, transport):
+    sim.bulk.fail_jobs = 1
+    state: dict = {}
+    with pytest.raises(JobFailed) as caught:
+        list(make_backfill(sim, transport, state).records(START, START + dt.timedelta(days=5)))
+    assert str(caught.value).endswith(
+        "failed: Export failed: the simulator was told to fail this job. The next run creates "
+        "it again; set backfill_method to rest if it keeps failing."
+    )
+    assert state["bulk"]["job"] is None
+
+
+@pytest.mark.parametrize("signal_exception", [KeyboardInterrupt, Terminated])
+def test_an_interrupted_backfill_cancels_the_job_it_queued(sim, transport, signal_exception):
+    sim.bulk.processing_s = 3600
+    state: dict = {}
+    backfill = make_backfill(sim, transport, state)
+    polls = []
+
+    def sleep(seconds):
+        polls.append(seconds)
+        if len(polls) == 2:
+            raise signal_exception
+
+    backfill.sleep = sleep
+    with pytest.raises(signal_exception):
+        list(backfill.records(START, START + dt.timedelta(days=5)))
+    (status,) = sim.bulk.statuses(sim.client_id).values()
+    assert status == "Cancelled"
+    assert state["bulk"]["job"] is None
+
+
+def test_a_killed_backfill_resumes_without_rereading_finished_windows(sim, transport):
+    end = START + dt.timedelta(days=70)
+    state: dict = {}
+    first = make_backfill(sim, transport, state)
+    stream = first.records(START, end)
+    window_1 = sum(1 for r in expected_records(sim, end) if r["activityDate"] < "2024-02-01")
+    delivered = [next(stream) for _ in range(window_1 + 25)]  # into the second window
+    saved = copy.deepcopy(state)  # the last STATE the target saw; then the process dies
+    stream.close()
+    assert saved["bulk"]["done_until"] == "2024-02-01T00:00:00Z"
+    assert saved["bulk"]["job"]["rows_done"] >= 25
+    before = sim.counters.bulk_bytes_served
+    second = make_backfill(sim, transport, saved)
+    delivered.extend(second.records(START, end))
+    assert by_guid(delivered) == expected_records(sim, end)  # none lost, none twice
+    assert sim.counters.calls_by_path[CREATE] == 3  # the second window's job was reused
+    # the resumed run downloaded windows 2 and 3 only
+    assert sim.counters.bulk_bytes_served - before == second.stats.bytes
+    assert second.stats.windows == 2
+
+
+def test_a_saved_job_marketo_no_longer_has_is_created_again(sim, transport):
+    end = START + dt.timedelta(days=10)
+    state: dict = {}
+    stream = make_backfill(sim, transport, state).records(START, end)
+    delivered = [next(stream) for _ in range(10)]
+    saved = copy.deepcopy(state)
+    stream.close()
+    sim.bulk.forget()
+    again = list(make_backfill(sim, transport, saved).records(START, end))
+    assert sim.counters.calls_by_path[CREATE] == 2
+    assert by_guid(again) == expected_records(sim, end)  # the window is read again in full
+    assert {r["marketoGUID"] for r in delivered} <= {r["marketoGUID"] for r in again}
