@@ -10,6 +10,10 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import pytest
@@ -250,3 +254,63 @@ def test_a_saved_job_marketo_no_longer_has_is_created_again(sim, transport):
     assert sim.counters.calls_by_path[CREATE] == 2
     assert by_guid(again) == expected_records(sim, end)  # the window is read again in full
     assert {r["marketoGUID"] for r in delivered} <= {r["marketoGUID"] for r in again}
+
+
+SIGTERM_CHILD = """
+import sys
+from tap_marketo_activities.bulk import (
+    BackfillSettings, BulkBackfill, PlainBulkTransport, Terminated, terminate_as_exception
+)
+from tap_marketo_activities.records import parse_datetime
+base_url, start, end = sys.argv[1], parse_datetime(sys.argv[2]), parse_datetime(sys.argv[3])
+backfill = BulkBackfill(
+    transport=PlainBulkTransport(base_url, "simulator", "simulator"),
+    type_ids=[1, 6],
+    type_names={},
+    state={},
+    settings=BackfillSettings(poll_initial_s=0.1, poll_max_s=0.1),
+)
+try:
+    with terminate_as_exception():
+        print("started", flush=True)
+        for _ in backfill.records(start, end):
+            pass
+except Terminated:
+    print("state", backfill.state, flush=True)
+    sys.exit(143)
+"""
+
+
+def test_sigterm_in_a_real_process_cancels_the_queued_job(sim):
+    sim.bulk.processing_s = 3600  # the job never finishes on its own: the clock is frozen
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SIGTERM_CHILD,
+            sim.base_url,
+            START.isoformat(),
+            (START + dt.timedelta(days=3)).isoformat(),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not status_polls(sim) and time.monotonic() < deadline:  # queued, being polled
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        stdout, stderr = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert list(sim.bulk.statuses(sim.client_id).values()) == ["Cancelled"]
+    assert "'job': None" in stdout
+
+
+def status_polls(sim):
+    return sum(n for p, n in sim.counters.calls_by_path.items() if p.endswith("/status.json"))
