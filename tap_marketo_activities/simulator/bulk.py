@@ -9,11 +9,14 @@ moment is not in the file (exactly the late-commit hazard the tap's handover mus
 With the default ``processing_s = 0`` a job completes the moment it starts, which suits a
 frozen clock; tests of the queue set a duration and ``sim.clock.advance`` past it.
 
-Files are written to a temporary directory (never held in memory: a million rows is hundreds
-of MB) when a job completes, with the SHA-256 Marketo reports as ``fileChecksum``
-("sha256:<hex>"). Their sizes count against the daily export quota (``quota_bytes``, 500 MB,
-reset at midnight CST like the call quota); an enqueue past it answers 1029 "Export daily
-quota exceeded", a full queue 1029 "Too many jobs in queue".
+Files are written by a thread to a temporary directory (never held in memory: a million rows
+is hundreds of MB) when a job starts processing; a job completes when its virtual processing
+time has passed AND its file is written (a status call waits up to ``write_wait_s`` real
+seconds for the writer, so small jobs on a frozen clock complete deterministically). Each
+file's SHA-256 is reported as ``fileChecksum`` ("sha256:<hex>"). Their sizes count against
+the daily export quota (``quota_bytes``, 500 MB, reset at midnight CST like the call quota);
+an enqueue past it answers 1029 "Export daily quota exceeded", a full queue 1029 "Too many
+jobs in queue".
 
 Knobs (plain attributes): ``processing_s``, ``attributes_form`` ("object" as in the docs'
 sample or "array" as in the SPEC's), ``cancel_spelling`` ("Cancelled" or "Canceled"; the docs
@@ -97,6 +100,7 @@ class Job:
     checksum: str | None = None
     path: Path | None = None
     error: str | None = None
+    written: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def as_json(self, sim_bulk: BulkExports) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -154,6 +158,7 @@ class BulkExports:
     file_404_times: int = 0
     break_downloads: int = 0
     fail_jobs: int = 0
+    write_wait_s: float = 2.0
     jobs: dict[str, Job] = field(default_factory=dict)
     used_bytes: int = 0
     _quota_day: date | None = None
@@ -360,7 +365,13 @@ class BulkExports:
             if queued and len(running) < self.max_processing:
                 self._start(sim, queued[0], queued[0].queued_at or now)
                 continue
-            due = [j for j in running if j.started_at is not None and j.started_at + span <= now]
+            due = [
+                j
+                for j in running
+                if j.started_at is not None
+                and j.started_at + span <= now
+                and (j.owner != sim.client_id or j.written.wait(self.write_wait_s))
+            ]
             if not due:
                 return
             job = min(due, key=lambda j: j.started_at or now)
@@ -374,8 +385,12 @@ class BulkExports:
         job.status, job.started_at = "Processing", at
         if job.owner != sim.client_id:
             return
-        # The job's rows: what is committed when processing starts.
-        job.records, job.path, job.size, job.checksum = self._write(sim.world, job, at)
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="marketo-sim-bulk-"))
+        path = self._dir / f"{job.export_id}.csv"
+        # The job's rows: what is committed when processing starts. Written by a thread, as
+        # Marketo does it, so that enqueue and status answer at once even for a huge file.
+        threading.Thread(target=self._write, args=(sim.world, job, at, path), daemon=True).start()
 
     def _complete(self, sim: MarketoSimulator, job: Job, at: datetime) -> None:
         if job.owner == sim.client_id and self.fail_jobs > 0:
@@ -388,19 +403,26 @@ class BulkExports:
             self._roll(at)
             self.used_bytes += job.size
 
-    def _write(self, world: World, job: Job, at: datetime) -> tuple[int, Path, int, str]:
-        if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="marketo-sim-bulk-"))
-        path = self._dir / f"{job.export_id}.csv"
+    def _write(self, world: World, job: Job, at: datetime, path: Path) -> None:
+        try:
+            job.records, job.size, job.checksum = self._write_file(world, job, at, path)
+            job.path = path
+        except OSError:  # the simulator stopped and removed its directory meanwhile
+            return
+        finally:
+            job.written.set()
+
+    def _write_file(self, world: World, job: Job, at: datetime, path: Path) -> tuple[int, int, str]:
         digest = hashlib.sha256()
         count = 0
         types = job.type_ids or frozenset(cat.DEFAULT_ACTIVITY_TYPE_IDS)
         visible = world.visible_end(at)
+        first = world.start_position(job.start_ts)  # nothing committed earlier is stamped later
         with path.open("wb") as out:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(job.fields)
-            for i in range(visible):
+            for i in range(first, visible):
                 if world.type_id[i] in types and job.start_ts <= world.event[i] <= job.end_ts:
                     writer.writerow(self._cells(world, i, job.fields))
                     count += 1
@@ -413,7 +435,7 @@ class BulkExports:
             data = buffer.getvalue().encode()
             out.write(data)
             digest.update(data)
-        return count, path, path.stat().st_size, "sha256:" + digest.hexdigest()
+        return count, path.stat().st_size, "sha256:" + digest.hexdigest()
 
     def _cells(self, world: World, i: int, fields: tuple[str, ...]) -> list[str]:
         row = render_activity(world, i)
