@@ -19,6 +19,7 @@ from tap_marketo_activities.bulk.errors import (
     ExportQuotaExceeded,
     QueueFull,
 )
+from tap_marketo_activities.bulk.handover import wants_bulk
 from tap_marketo_activities.bulk.jobs import ExportJobs, normal_status, poll_waits
 from tap_marketo_activities.errors import MalformedResponse
 from tap_marketo_activities.records import activity_record
@@ -274,3 +275,42 @@ def test_verify_accepts_the_right_sha256_and_names_both_on_a_mismatch(tmp_path):
     )
     with pytest.raises(ChecksumMismatch, match="no usable fileChecksum"):
         verify(path, None, what="bulk export abc")
+
+
+# ----------------------------------------------------------------------------- choosing bulk
+NOW = dt.datetime(2024, 4, 12, 14, 0, tzinfo=UTC)
+
+
+def _wants(method, days_back, state=None, *, resuming_cursor=False):
+    return wants_bulk(
+        method,
+        threshold=dt.timedelta(days=3),
+        window_start=NOW - dt.timedelta(days=days_back),
+        now=NOW,
+        settle=dt.timedelta(minutes=15),
+        state=state or {},
+        resuming_cursor=resuming_cursor,
+    )
+
+
+def test_auto_uses_bulk_only_for_windows_longer_than_the_threshold():
+    assert _wants("auto", 3.5)
+    assert not _wants("auto", 3)
+    assert not _wants("auto", 0.1)
+
+
+def test_bulk_and_rest_force_the_method_and_a_saved_cursor_always_resumes_rest():
+    assert _wants("bulk", 0.1)
+    assert not _wants("bulk", 0.005)  # shorter than the settle margin: nothing to export
+    assert not _wants("rest", 700)
+    assert not _wants("auto", 700, resuming_cursor=True)
+
+
+def test_an_unfinished_backfill_continues_through_bulk_whatever_the_window():
+    job = {"bulk": {"job": {"exportId": "x"}}}
+    assert _wants("auto", 0.1, job)
+    started = {"bulk": {"done_until": "2024-04-01T00:00:00Z", "job": None}}
+    assert _wants("auto", 0.1, started)
+    finished = {**started, "replication_key_value": "2024-04-12T13:00:00Z"}
+    assert not _wants("auto", 0.1, finished)
+    assert not _wants("rest", 0.1, job)
