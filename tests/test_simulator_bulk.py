@@ -7,6 +7,8 @@ import csv
 import hashlib
 import io
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta
 
 import pytest
@@ -31,15 +33,15 @@ WINDOW = {"startAt": "2024-04-12T12:00:00Z", "endAt": "2024-04-12T14:00:00Z"}
 class Bulk:
     """A minimal bulk client: bearer token, JSON bodies, envelopes."""
 
-    def __init__(self, sim: MarketoSimulator) -> None:
-        self.sim = sim
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
         self.session = requests.Session()
         self.token = self.session.get(
-            sim.base_url + "/identity/oauth/token",
+            base_url + "/identity/oauth/token",
             params={
                 "grant_type": "client_credentials",
-                "client_id": sim.client_id,
-                "client_secret": sim.client_secret,
+                "client_id": "simulator",
+                "client_secret": "simulator",
             },
             timeout=5,
         ).json()["access_token"]
@@ -47,7 +49,7 @@ class Bulk:
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
         return self.session.request(
-            method, self.sim.base_url + path, headers=headers, timeout=10, **kwargs
+            method, self.base_url + path, headers=headers, timeout=10, **kwargs
         )
 
     def call(self, method: str, path: str, **kwargs) -> dict:
@@ -89,7 +91,7 @@ def sim():
 
 @pytest.fixture
 def bulk(sim):
-    client = Bulk(sim)
+    client = Bulk(sim.base_url)
     yield client
     client.session.close()
 
@@ -329,3 +331,31 @@ def test_jobs_are_listed_for_seven_days(sim, bulk):
     assert [j["exportId"] for j in bulk.call("GET", f"{EXPORT}.json")["result"]] == [export_id]
     sim.clock.advance(timedelta(days=8))
     assert bulk.call("GET", f"{EXPORT}.json")["result"] == []
+
+
+def test_the_command_line_sets_the_bulk_knobs():
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tap_marketo_activities.simulator",
+            "--scenario",
+            "seed-afternoon",
+            "--bulk-processing-seconds",
+            "600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        client = Bulk(server.stdout.readline().strip())
+        export_id = client.create()
+        client.enqueue(export_id)
+        assert client.status(export_id)["status"] == "Processing"  # 600 s on a frozen clock
+        client.session.close()
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+    assert server.returncode == 0
