@@ -8,6 +8,7 @@ run so the ratio is meaningful on a noisy 2-core machine. (The msgspec writer sa
 2% of the tap's CPU here, not enough to add a dependency: most of the cost is the SDK's
 per-record schema conformance.)
 
+    pip install -e . --group bench      # the msgspec writer is an optional SDK extra
     python benchmarks/tap_throughput.py [--rows 200000] [--repeat 2]
 """
 

@@ -9,6 +9,7 @@ message that contains the URL: errors are rebuilt from status codes alone.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import threading
@@ -16,7 +17,7 @@ import typing as t
 
 import requests
 from singer_sdk.authenticators import OAuthAuthenticator
-from singer_sdk.helpers._util import utc_now
+from typing_extensions import override
 
 from tap_marketo_activities.errors import ConfigError, MarketoRetriable
 
@@ -26,6 +27,7 @@ _SECRET_IN_TEXT = re.compile(r"(client_secret|access_token)=[^&\s\"']+")
 class RedactSecrets(logging.Filter):
     """Blank credentials in records of libraries that log URLs (urllib3 at DEBUG)."""
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record's message with the secrets replaced; never drop it."""
         message = record.getMessage()
@@ -58,8 +60,6 @@ class MarketoAuthenticator(OAuthAuthenticator):
         client_id: str,
         client_secret: str,
         timeout: float,
-        verify: bool = True,
-        on_token: t.Callable[[], None] | None = None,
     ) -> None:
         super().__init__(
             auth_endpoint=f"{identity_url}/oauth/token",
@@ -71,27 +71,25 @@ class MarketoAuthenticator(OAuthAuthenticator):
         # `auth`, and an identity call through it would try to authenticate itself.
         self._http = requests.Session()
         self._timeout = timeout
-        self._verify = verify
         self._lock = threading.Lock()
-        self._on_token = on_token
+        # Our own copies: the base class keeps them in attributes it does not document.
+        self._credentials = {"client_id": client_id, "client_secret": client_secret}
         redact_library_logs()
 
     @property
+    @override
     def oauth_request_body(self) -> dict:
         """The three parameters Marketo's identity endpoint reads."""
-        return {
-            "grant_type": "client_credentials",
-            "client_id": self._client_id,
-            "client_secret": self._client_secret,
-        }
+        return {"grant_type": "client_credentials", **self._credentials}
 
+    @override
     def is_token_valid(self) -> bool:
         """Valid until EXPIRY_MARGIN_S before Marketo's stated expiry."""
         if self.last_refreshed is None or self.access_token is None:
             return False
         if not self.expires_in:
             return True
-        age = (utc_now() - self.last_refreshed).total_seconds()
+        age = (_utc_now() - self.last_refreshed).total_seconds()
         return age < max(self.expires_in - EXPIRY_MARGIN_S, self.expires_in / 2)
 
     def invalidate(self) -> None:
@@ -100,18 +98,18 @@ class MarketoAuthenticator(OAuthAuthenticator):
             self.access_token = None
             self.last_refreshed = None
 
+    @override
     def update_access_token(self) -> None:
         """GET the identity endpoint; never put the URL in a message."""
         with self._lock:
             if self.is_token_valid():  # another thread renewed it meanwhile
                 return
-            request_time = utc_now()
+            request_time = _utc_now()
             try:
                 response = self._http.get(
                     self.auth_endpoint,
                     params=self.oauth_request_body,
                     timeout=self._timeout,
-                    verify=self._verify,
                 )
             except requests.RequestException as exc:
                 # requests puts the full URL (with the secret) in its messages.
@@ -143,8 +141,10 @@ class MarketoAuthenticator(OAuthAuthenticator):
             self.expires_in = int(expires) if expires else None
             self.last_refreshed = request_time
         self.logger.info("Obtained a Marketo access token (expires in %s s)", self.expires_in)
-        if self._on_token:
-            self._on_token()
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _json_or_none(response: requests.Response) -> t.Any:

@@ -80,8 +80,6 @@ def classify(code: str) -> CodeInfo:
 class MarketoError(FatalAPIError):
     """A failure a person has to act on. Its text is the whole message they see."""
 
-    exit_code = 1
-
 
 class ConfigError(MarketoError):
     """A setting is wrong; the message names it."""
@@ -110,3 +108,7 @@ class MarketoRetriable(RetriableAPIError):
         super().__init__(message)
         self.cause = cause
         self.wait = wait
+
+
+class TokenRejected(MarketoRetriable):
+    """601/602: the access token is invalid or expired; renew it and resend at once."""

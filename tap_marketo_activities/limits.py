@@ -83,11 +83,6 @@ class CallLimiter:
             self._stats.waited_s += self._clock() - waited_from
             yield
 
-    def wait(self, seconds: float) -> None:
-        """Sleep on behalf of a limit (606/615 backoff), and account for it."""
-        self._sleep(seconds)
-        self._stats.waited_s += seconds
-
     def _reserve(self) -> None:
         while True:
             with self._lock:
@@ -106,17 +101,22 @@ class DailyBudget:
     """Our own cap on the instance's daily usage (``max_daily_calls``), if set.
 
     Marketo counts every integration's calls in ``/stats/usage.json``; a budget lets
-    a user keep part of the quota for the others. We read the count once at start
-    and add our own calls, so we never need a second usage call.
+    a user keep part of the quota for the others. The first call of a budgeted run
+    reads that count (``read_usage``, itself one counted call), and from then on we
+    add our own calls, so no second usage call is ever needed.
     """
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, read_usage: t.Callable[[], int] | None = None) -> None:
         self.limit = limit
         self.used_at_start: int | None = None
         self.ours = 0
+        self._read_usage = read_usage if limit is not None else None
 
     def spend(self) -> None:
         """Count one call; refuse it if it would cross the budget."""
+        if self._read_usage is not None:
+            read, self._read_usage = self._read_usage, None
+            self.used_at_start = read()  # its own call comes through here, uncapped
         if (
             self.limit is not None
             and self.used_at_start is not None

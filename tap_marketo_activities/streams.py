@@ -6,17 +6,25 @@ import datetime as dt
 import typing as t
 
 from singer_sdk import typing as th
+from typing_extensions import override
 
-from tap_marketo_activities.client import MarketoPaginator, MarketoStream, envelope
-from tap_marketo_activities.errors import CursorRejected, MalformedResponse
+from tap_marketo_activities.client import MarketoPaginator, MarketoStream
+from tap_marketo_activities.envelope import envelope, page_rows
+from tap_marketo_activities.errors import (
+    ConfigError,
+    CursorRejected,
+    MarketoError,
+    QuotaExhausted,
+)
 from tap_marketo_activities.incremental import REPLICATION_KEY, PartitionSync, Start
 from tap_marketo_activities.records import activity_record, parse_datetime
+from tap_marketo_activities.sdk_private import PartitionOwnedState
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
     import requests
-    from singer_sdk.helpers.types import Context, Record
+    from singer_sdk.helpers.types import Context
 
 # Types with their own streams, left out of the default `activities` selection.
 OWN_STREAM_TYPES = frozenset({13, 37})
@@ -70,20 +78,21 @@ class ActivityTypesStream(MarketoStream):
 
     def fetch(self) -> list[dict[str, t.Any]]:
         """One types.json call (the tap caches the answer for the run)."""
-        return [row for row in self.required_result(self.call(self.path)) if "id" in row]
+        return [row for row in self.fetch_result(self.path) if "id" in row]
 
+    @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """Emit the cached list."""
-        yield from self._tap.activity_types()  # type: ignore[attr-defined]
+        yield from self.tap.activity_types()
 
 
-class IncrementalStream(MarketoStream):
+class IncrementalStream(PartitionOwnedState, MarketoStream):
     """A paged activity walk with lookback, overlap dedup and resumable cursors.
 
     The SDK's own bookmarking for unsorted streams (progress markers) would move
     a bookmark backwards when a run sees only late rows, and has no place for a
     cursor; :class:`PartitionSync` owns the partition's state instead, and the two
-    SDK hooks that would fight it are switched off below.
+    SDK hooks that would fight it are switched off (``sdk_private.py``).
     """
 
     primary_keys = ("marketoGUID",)
@@ -93,45 +102,37 @@ class IncrementalStream(MarketoStream):
 
     _pass: PartitionSync
     _first_token: str | None = None
+    #: False while the first page of a pass resumed from a saved cursor is in flight:
+    #: a failure then means Marketo refused the cursor (see ``_walk``).
+    _cursor_accepted = True
 
+    @override
     def get_new_paginator(self) -> MarketoPaginator:
         """Start the walk at the token chosen for this pass."""
-        return MarketoPaginator(self._first_token, int(self.config.get("page_size", 300)))
+        return MarketoPaginator(self._first_token, int(self.config["page_size"]))
 
+    @override
     def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict:
         """Token and page size; subclasses add their filters."""
-        return {"nextPageToken": next_page_token, "batchSize": self.config.get("page_size", 300)}
+        return {"nextPageToken": next_page_token, "batchSize": self.config["page_size"]}
 
+    @override
     def get_replication_key_signpost(self, context: Context | None = None) -> None:
         """No SDK signpost: the cap is the server's clock at run start (PartitionSync)."""
         return
-
-    def _increment_stream_state(
-        self, latest_record: Record, *, context: Context | None = None
-    ) -> None:
-        """Bookmarks move in PartitionSync.finish, not per record (see class docstring)."""
-
-    def _process_record(
-        self,
-        record: Record,
-        child_context: Context | None = None,
-        partition_context: Context | None = None,
-    ) -> None:
-        """Do not copy the partition's context keys into records (they are not data)."""
-        super()._process_record(record, child_context=child_context, partition_context=None)
 
     def partition_label(self, context: Context | None) -> str:
         """How errors and logs name this partition."""
         return f"stream '{self.name}'" + (f" partition {dict(context)}" if context else "")
 
+    @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """One pass: resume or mint a token, walk to the end, promote the bookmark."""
-        config = self.config
         sync = PartitionSync(
             self.get_context_state(context),
             label=self.partition_label(context),
-            start_date=self._tap.start_date,  # type: ignore[attr-defined]
-            lookback=dt.timedelta(minutes=int(config.get("lookback_minutes", 60))),
+            start_date=self.tap.start_date,
+            lookback=dt.timedelta(minutes=int(self.config["lookback_minutes"])),
             run_started=self.api.now,
             resumable=not self.batching,
         )
@@ -163,7 +164,7 @@ class IncrementalStream(MarketoStream):
         sync.finish()
         self._write_state()
         self.api.stats.duplicates_skipped[self.name] += sync.report.duplicates
-        self._tap.note_lateness(sync.report.max_lateness)  # type: ignore[attr-defined]
+        self.tap.note_lateness(sync.report.max_lateness)
         self.logger.info(
             "Finished %s: %d new rows, %d overlap re-reads skipped, bookmark %s",
             sync.label,
@@ -183,24 +184,29 @@ class IncrementalStream(MarketoStream):
         else:
             self.logger.info("Reading %s from %s", sync.label, start.since.isoformat())
             self._first_token = self.mint_token(start.since)
-        self._sending_saved_cursor = start.resumes_cursor
+        self._cursor_accepted = not start.resumes_cursor
         try:
             yield from self.request_records(context)
+        except (QuotaExhausted, ConfigError):
+            raise
+        except MarketoError as exc:
+            # Marketo's answer to a stale token is undocumented: whatever keeps the first
+            # page from a saved cursor from arriving, restart from the recovery time
+            # rather than fail every run on the same cursor.
+            if self._cursor_accepted:
+                raise
+            raise CursorRejected(str(exc)) from None
         finally:
-            self._sending_saved_cursor = False
+            self._cursor_accepted = True
 
+    @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
         """Validate the whole page, emit its new rows, then save the cursor."""
-        try:
-            rows = self.page_rows(response)
-        except MalformedResponse as exc:
-            if self._sending_saved_cursor:
-                raise CursorRejected(str(exc)) from None
-            raise
-        self._sending_saved_cursor = False
+        rows = page_rows(response)
+        self._cursor_accepted = True
         body = envelope(response)
         request_id = str(body.get("requestId", "unknown"))
-        names = self._tap.activity_type_names()  # type: ignore[attr-defined]
+        names = self.tap.activity_type_names()
         records = [activity_record(row, type_names=names, request_id=request_id) for row in rows]
         sync = self._pass
         counter = self.api.stats.records
@@ -219,7 +225,7 @@ class IncrementalStream(MarketoStream):
 
     def _write_state(self) -> None:
         if not self.batching:
-            self._tap.state_writer.write_state(self.tap_state)
+            self.tap.state_writer.write_state(self.tap_state)
 
 
 class ActivitiesStream(IncrementalStream):
@@ -229,6 +235,7 @@ class ActivitiesStream(IncrementalStream):
     path = "/v1/activities.json"
 
     @property
+    @override
     def partitions(self) -> list[dict] | None:
         """Groups of at most 10 type ids; existing groups in the state are kept as they are.
 
@@ -236,7 +243,7 @@ class ActivitiesStream(IncrementalStream):
         forms or changes its own group, instead of reshuffling every group and
         re-reading all of them from start_date.
         """
-        wanted = self._tap.selected_activity_type_ids()  # type: ignore[attr-defined]
+        wanted = self.tap.selected_activity_type_ids()
         remaining = set(wanted)
         groups: list[list[int]] = []
         known: set[int] = set()
@@ -263,6 +270,7 @@ class ActivitiesStream(IncrementalStream):
             ]
         return [{"activity_type_ids": ids} for ids in groups]
 
+    @override
     def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
         """A new group made of types that older groups already read inherits their progress.
 
@@ -294,6 +302,7 @@ class ActivitiesStream(IncrementalStream):
             earliest["replication_key_value"],
         )
 
+    @override
     def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict:
         """Add the partition's activity types (comma-separated, as the docs show)."""
         params = super().get_url_params(context, next_page_token)
@@ -323,12 +332,14 @@ class LeadChangesStream(IncrementalStream):
         ),
     ).to_dict()
 
+    @override
     def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict:
         """Add the lead fields to watch (the endpoint requires at least one)."""
         params = super().get_url_params(context, next_page_token)
         params["fields"] = ",".join(self.config["lead_change_fields"])
         return params
 
+    @override
     def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
         """Remember the fields read; say so when one is added (its history is not read)."""
         fields = sorted(self.config["lead_change_fields"])
@@ -342,6 +353,7 @@ class LeadChangesStream(IncrementalStream):
             )
         sync.state["lead_change_fields"] = fields
 
+    @override
     def fatal_message(self, code: str, message: str, request_id: str, advice: str) -> str:
         """Name the setting when Marketo rejects a field."""
         if code in {"1003", "1006"}:
@@ -360,6 +372,7 @@ class DeletedLeadsStream(IncrementalStream):
     name = "deleted_leads"
     path = "/v1/activities/deletedleads.json"
 
+    @override
     def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
         """Warn when the bookmark is older than Marketo keeps deletions."""
         if sync.bookmark is not None and self.api.now() - sync.bookmark > DELETIONS_RETAINED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import json
 import sys
 import typing as t
@@ -12,9 +13,8 @@ from functools import cached_property
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.plugin_base import _ConfigInput
+from typing_extensions import override
 
-from tap_marketo_activities.client import MarketoAPI, is_loopback_http, split_base_url
 from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError, StateError
 from tap_marketo_activities.incremental import PartitionSync, lateness_warning
 from tap_marketo_activities.records import parse_datetime
@@ -26,6 +26,7 @@ from tap_marketo_activities.streams import (
     IncrementalStream,
     LeadChangesStream,
 )
+from tap_marketo_activities.transport import MarketoConnection, is_loopback_http, split_base_url
 
 if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
@@ -174,12 +175,15 @@ class TapMarketoActivities(Tap):
         ),
     ).to_dict()
 
+    #: Taps built by this process's ``invoke`` whose run has not been summarised yet.
+    _runs: t.ClassVar[list[TapMarketoActivities]] = []
+
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self._check_config()
-        self._activity_types: list[dict[str, t.Any]] | None = None
         self._max_lateness = dt.timedelta()
         self._resources = contextlib.ExitStack()
+        TapMarketoActivities._runs.append(self)
 
     # -- settings ------------------------------------------------------------------
 
@@ -241,7 +245,7 @@ class TapMarketoActivities(Tap):
     # -- the connection ----------------------------------------------------------
 
     @cached_property
-    def api(self) -> MarketoAPI:
+    def api(self) -> MarketoConnection:
         """The run's one connection to Marketo (or to the built-in simulator)."""
         config = dict(self.config)
         if self.simulated:
@@ -254,39 +258,42 @@ class TapMarketoActivities(Tap):
                 client_secret=SIMULATOR_CREDENTIAL,
             )
             self.logger.info("Running against the built-in simulator at %s", simulator.base_url)
-        api = MarketoAPI(config, self.logger)
-        self.__dict__["api"] = api  # the usage call below reaches it through the tap
-        if config.get("max_daily_calls"):
-            self._read_usage(api)
-        return api
+        return MarketoConnection(config, self.logger, read_usage=self._read_usage)
 
-    def _read_usage(self, api: MarketoAPI) -> None:
-        stream = t.cast("ActivityTypesStream", self.streams["activity_types"])
-        rows = stream.required_result(stream.call("/v1/stats/usage.json"))
+    @property
+    def types_stream(self) -> ActivityTypesStream:
+        """The stream whose calls the run makes outside any page walk (types, usage)."""
+        return t.cast("ActivityTypesStream", self.streams["activity_types"])
+
+    def _read_usage(self) -> int:
+        """What every integration spent today (for max_daily_calls): one call at start."""
+        rows = self.types_stream.fetch_result("/v1/stats/usage.json")
         try:
-            api.budget.used_at_start = sum(int(row.get("total", 0)) for row in rows[:1])
+            used = sum(int(row.get("total", 0)) for row in rows[:1])
         except (AttributeError, TypeError, ValueError):
             msg = "Marketo answered stats/usage.json without a numeric 'total'; stopping."
             raise MalformedResponse(msg) from None
         self.logger.info(
             "Instance API usage today: %s of max_daily_calls=%s",
-            api.budget.used_at_start,
-            api.budget.limit,
+            used,
+            self.config.get("max_daily_calls"),
         )
+        return used
+
+    @cached_property
+    def _activity_types(self) -> list[dict[str, t.Any]]:
+        return self.types_stream.fetch()
 
     def activity_types(self) -> list[dict[str, t.Any]]:
         """types.json, fetched once per run."""
-        if self._activity_types is None:
-            stream = t.cast("ActivityTypesStream", self.streams["activity_types"])
-            self._activity_types = stream.fetch()
         return self._activity_types
+
+    @cached_property
+    def _type_names(self) -> dict[int, str]:
+        return {int(row["id"]): str(row.get("name")) for row in self.activity_types()}
 
     def activity_type_names(self) -> dict[int, str]:
         """Type id -> name, for activityTypeName."""
-        if not hasattr(self, "_type_names"):
-            self._type_names = {
-                int(row["id"]): str(row.get("name")) for row in self.activity_types()
-            }
         return self._type_names
 
     def selected_activity_type_ids(self) -> list[int]:
@@ -311,6 +318,7 @@ class TapMarketoActivities(Tap):
 
     # -- streams and state ---------------------------------------------------------
 
+    @override
     def discover_streams(self) -> list[Stream]:
         """The four streams."""
         return [
@@ -320,6 +328,7 @@ class TapMarketoActivities(Tap):
             DeletedLeadsStream(self),
         ]
 
+    @override
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Accept Singer state (or Meltano's export of it); refuse anything we cannot read."""
         if isinstance(state, dict) and isinstance(state.get("singer_state"), dict):
@@ -341,46 +350,40 @@ class TapMarketoActivities(Tap):
     # -- running ---------------------------------------------------------------------
 
     @classmethod
-    def invoke(  # type: ignore[override]
+    @override
+    def invoke(
         cls,
         *,
-        about: bool = False,
-        about_format: str | None = None,
-        config: t.Any = None,
         state: t.IO[str] | None = None,
         catalog: t.IO[str] | None = None,
+        **options: t.Any,
     ) -> None:
-        """The SDK's sync entry point, plus our error lines and the run summary.
+        """The SDK's entry point, with our one-line errors instead of tracebacks.
 
         A failure we understand (quota, configuration, state, malformed answer, spent
-        retries) is printed as the one line a person can act on, without a traceback,
-        and the process exits non-zero after the state of everything delivered.
+        retries) is printed as the one line a person can act on, and the process exits
+        non-zero after the state of everything delivered. The state and catalog files
+        are read here first so that a file that is not JSON is named, not traced.
         """
-        # PluginBase.invoke prints --about and exits; the rest mirrors Tap.invoke.
-        super(Tap, cls).invoke(about=about, about_format=about_format)
-        cls.print_version(print_fn=cls.logger.info)
-        config = config or _ConfigInput()
-        tap: TapMarketoActivities | None = None
         try:
-            tap = cls(
-                config=config.config,
-                state=None if state is None else _read_json(state, "--state"),
-                catalog=None if catalog is None else _read_json(catalog, "--catalog"),
-                parse_env_config=config.parse_env,
-                validate_config=True,
+            super().invoke(
+                state=_checked_json(state, "--state"),
+                catalog=_checked_json(catalog, "--catalog"),
+                **options,
             )
-            tap.sync_all()
         except MarketoError as exc:
             cls.logger.error("%s", exc)  # the message is the whole report
-            sys.exit(exc.exit_code)
+            sys.exit(1)
         finally:
-            if tap is not None:
-                tap.finish_run()
+            # The SDK builds the tap inside its entry point (and its sync_all is final),
+            # so the run's summary is written here, for a failed run too.
+            while cls._runs:
+                cls._runs.pop().finish_run()
 
     def finish_run(self) -> None:
         """Log the lateness metric/warning and the one-line summary; stop the simulator."""
         if "api" in self.__dict__:
-            lookback = dt.timedelta(minutes=int(self.config.get("lookback_minutes", 60)))
+            lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
             self.logger.info(
                 'METRIC: {"type": "gauge", "metric": "max_lateness_seconds", "value": %d}',
                 int(self._max_lateness.total_seconds()),
@@ -433,6 +436,13 @@ def _read_json(handle: t.IO[str], option: str) -> t.Any:
     except ValueError as exc:
         msg = f"The {option} file is not valid JSON ({exc}); pass a file this tap wrote."
         raise StateError(msg) from None
+
+
+def _checked_json(handle: t.IO[str] | None, option: str) -> t.IO[str] | None:
+    """The file's JSON, checked, as a fresh handle for the SDK to read (None stays None)."""
+    if handle is None:
+        return None
+    return io.StringIO(json.dumps(_read_json(handle, option)))
 
 
 __all__ = ["IncrementalStream", "TapMarketoActivities"]

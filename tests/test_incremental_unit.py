@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tap_marketo_activities.client import first_error
+from tap_marketo_activities.envelope import first_error
 from tap_marketo_activities.errors import MalformedResponse, StateError
 from tap_marketo_activities.incremental import OverlapSet, PartitionSync, lateness_warning
 from tap_marketo_activities.records import activity_record

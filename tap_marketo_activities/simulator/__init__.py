@@ -2,8 +2,11 @@
 start and the load generator for benchmarks. Standard library only.
 
 This is NOT a Marketo "sandbox" (Adobe sells a product of that name: a real Marketo instance).
-It is a local imitation of the handful of endpoints this tap uses, faithful to the facts in
-MARKETO_API.md, including the quirks that break naive clients:
+It is a local imitation of the handful of endpoints this tap uses, faithful to Adobe's
+documentation and OpenAPI definition (AdobeDocs/marketo-apis, static/swagger-mapi.json).
+The pages are under https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/:
+``authentication``, ``paging-tokens``, ``lead-database/activities`` and ``error-codes``.
+It models the quirks that break naive clients:
 
 - identity: ``GET|POST /identity/oauth/token`` (parameters in the query; a form body is also
   accepted on POST, UNVERIFIED for Marketo); 401 ``invalid_client`` for bad credentials, 400

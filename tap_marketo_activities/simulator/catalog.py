@@ -1,10 +1,11 @@
 """Static facts the simulated instance is made of: activity types, lead fields, error messages.
 
-The standard type ids and names are Marketo's (MARKETO_API.md §5); their attribute lists follow
-the attributes named there, filled out with plausible ones where the source lists none. One
-custom type (100001) is included, because real instances have them and they are not flagged as
-custom in ``types.json``. There are more than ten types besides 13 and 37, so a tap must split
-them into several groups of at most ten.
+The standard type ids and names are Marketo's (Activity Types in
+https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/activities);
+their attribute lists follow the attributes named there, filled out with plausible ones where
+the source lists none. One custom type (100001) is included, because real instances have them
+and they are not flagged as custom in ``types.json``. There are more than ten types besides 13
+and 37, so a tap must split them into several groups of at most ten.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Paging tokens: opaque, base32-looking, stateless.
 
-Marketo's tokens look like base32 (MARKETO_API.md §3). Ours are base32 of a small binary record:
-the kind (date-based from pagingtoken.json, or a position from a data page), the world they
-belong to, the ``reject_cursors`` generation they were issued in, the ``since`` time, the
-position in the commit-order walk, a fingerprint of the request's filter, and a checksum.
+Marketo's tokens look like base32
+(https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/paging-tokens).
+Ours are base32 of a small binary record: the kind (date-based from pagingtoken.json, or a
+position from a data page), the world they belong to, the ``reject_cursors`` generation they
+were issued in, the ``since`` time, the position in the commit-order walk, a fingerprint of the
+request's filter, and a checksum.
 No server-side state: a token saved by one simulator process works in the next one serving the
 same world (the quick start depends on that), and a tampered token fails its checksum.
 

@@ -1,0 +1,207 @@
+"""The wire to one Marketo instance: base URLs, the per-run connection, and the adapter.
+
+Marketo's limits are per instance, not per stream, so every stream of a run shares one
+:class:`MarketoConnection` (token, session, limiter, quota budget, counters). The
+:class:`MarketoAdapter` is mounted on that session, the pattern requests documents for
+transport behaviour, so it sees every call whichever SDK path sends it (paged walks,
+one-off calls) and the SDK keeps its own request loop, retries and request metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import typing as t
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from typing_extensions import override
+
+from tap_marketo_activities.auth import MarketoAuthenticator
+from tap_marketo_activities.errors import ConfigError
+from tap_marketo_activities.limits import CallLimiter, DailyBudget, RunStats
+
+if t.TYPE_CHECKING:
+    import logging
+    from collections.abc import Mapping
+
+# Marketo's documented URI limit is 8 KB; stay a little under it for the request line.
+MAX_URI_BYTES = 8000
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def split_base_url(base_url: str) -> tuple[str, str]:
+    """Return (REST root, identity root) from any form a user may paste.
+
+    Accepts the instance root (``https://123-ABC-456.mktorest.com``), the REST
+    endpoint as Admin > Web Services shows it (``.../rest``), the identity endpoint
+    (``.../identity``), and a simulator's ``http://127.0.0.1:PORT``.
+    """
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        msg = (
+            f"base_url must be an http(s) URL such as https://123-ABC-456.mktorest.com, "
+            f"got {base_url!r}."
+        )
+        raise ConfigError(msg)
+    path = parts.path.rstrip("/")
+    for suffix in ("/rest/v1", "/rest", "/identity"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    root = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return f"{root}/rest", f"{root}/identity"
+
+
+def is_loopback_http(base_url: str) -> bool:
+    """Plain HTTP is allowed only to a loopback simulator."""
+    parts = urlsplit(base_url)
+    return parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS
+
+
+def endpoint_name(url: str) -> str:
+    """Short endpoint label for counters and messages: 'activities.json', ..."""
+    path = urlsplit(url).path
+    return path.rsplit("/", 1)[-1] or path
+
+
+def method_override_url(url: str) -> tuple[str, str]:
+    """(URL, form body) of Marketo's documented ``POST ...?_method=GET`` form of a GET.
+
+    Marketo refuses request lines over 8 KB (HTTP 414); long paging tokens and type
+    lists get there. The same call with its query moved into a form body is accepted.
+    """
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "_method=GET", "")), parts.query
+
+
+def is_too_long(url: str) -> bool:
+    """True when a GET's request line would pass Marketo's URI limit."""
+    parts = urlsplit(url)
+    return len(parts.path.encode()) + 1 + len(parts.query.encode()) > MAX_URI_BYTES
+
+
+def as_method_override(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A prepared GET rewritten into the ``POST ...?_method=GET`` form (after a 414)."""
+    url, body = method_override_url(str(request.url))
+    override = request.copy()
+    override.method = "POST"
+    override.url = url
+    override.headers["Content-Type"] = FORM_CONTENT_TYPE
+    override.prepare_body(data=body, files=None)
+    return override
+
+
+class MarketoConnection:
+    """Per-run connection to one Marketo instance, shared by every stream."""
+
+    def __init__(
+        self,
+        config: Mapping[str, t.Any],
+        logger: logging.Logger,
+        read_usage: t.Callable[[], int] | None = None,
+    ) -> None:
+        self.rest_url, self.identity_url = split_base_url(config["base_url"])
+        self.logger = logger
+        self.timeout = int(config["request_timeout"])
+        self.max_tries = int(config["max_retries"]) + 1
+        self.retry_base_s = float(config["retry_base_seconds"])
+        self.window_s = float(config["rate_limit_window_seconds"])
+        self.stats = RunStats()
+        self.limiter = CallLimiter(
+            max_calls=int(config["max_calls_per_20s"]),
+            window_s=self.window_s,
+            max_concurrent=int(config["max_concurrent_calls"]),
+            stats=self.stats,
+        )
+        self.budget = DailyBudget(config.get("max_daily_calls"), read_usage)
+        self.auth = MarketoAuthenticator(
+            identity_url=self.identity_url,
+            client_id=str(config.get("client_id") or ""),
+            client_secret=str(config.get("client_secret") or ""),
+            timeout=self.timeout,
+        )
+        # TLS verification stays on (requests' default); plain HTTP is only ever
+        # accepted for a loopback simulator, where there is no TLS to verify.
+        self.session = requests.Session()
+        adapter = MarketoAdapter(self)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.run_started: dt.datetime | None = None
+
+    def observe(self, response: requests.Response) -> None:
+        """Note the moment the run started, by the server's clock: it stamps the rows.
+
+        The local clock is used only when the answer has no ``Date`` header; a skewed
+        local clock must not cap bookmarks in a different time than Marketo's.
+        """
+        if self.run_started is not None:
+            return
+        server = None
+        header = response.headers.get("Date")
+        if header:
+            try:
+                server = email.utils.parsedate_to_datetime(header)
+            except (TypeError, ValueError):
+                server = None
+        if server is not None and server.tzinfo is None:
+            server = server.replace(tzinfo=dt.timezone.utc)
+        self.run_started = server or dt.datetime.now(dt.timezone.utc)
+
+    def now(self) -> dt.datetime:
+        """The run's start by the server's clock, or the local clock before any call."""
+        return self.run_started or dt.datetime.now(dt.timezone.utc)
+
+
+class MarketoAdapter(HTTPAdapter):
+    """Every call of the run passes here: budget, counters, limiter, 414 fallback, clock.
+
+    The SDK builds, authenticates, retries and times requests; this adapter only adds
+    what Marketo's shared limits need per call, and resends a GET refused with 414
+    in its ``POST ...?_method=GET`` form (a server's limit can be lower than the 8 KB
+    that ``get_http_request`` plans for).
+    """
+
+    def __init__(self, connection: MarketoConnection) -> None:
+        super().__init__()
+        self.connection = connection
+
+    @override
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send one call within the limits, and once more in POST form after a 414."""
+        options: dict[str, t.Any] = {
+            "stream": stream,
+            "timeout": timeout,
+            "verify": verify,
+            "cert": cert,
+            "proxies": proxies,
+        }
+        response = self._send_counted(request, options)
+        if response.status_code == 414 and request.method == "GET":
+            self.connection.logger.info(
+                "Request line too long for Marketo (HTTP 414); resending as POST"
+            )
+            response.close()
+            response = self._send_counted(as_method_override(request), options)
+        if response.status_code < 400 or response.status_code >= 500:
+            self.connection.observe(response)
+        return response
+
+    def _send_counted(
+        self, request: requests.PreparedRequest, options: dict[str, t.Any]
+    ) -> requests.Response:
+        connection = self.connection
+        connection.budget.spend()
+        connection.stats.calls[endpoint_name(str(request.url))] += 1
+        with connection.limiter.slot():
+            return super().send(request, **options)
