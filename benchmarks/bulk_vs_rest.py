@@ -11,7 +11,7 @@ time in a fresh child process writing one JSON line per record to a pipe:
 - REST: the tap itself (``activities`` only, selected by catalog), as shipped.
 
 Calls are what the simulator counted (identity calls aside); peak memory is the child's max
-RSS. The simulator's jobs take no virtual time (``processing_s = 0``): on Marketo each job
+RSS (VmHWM). The simulator's jobs take no virtual time (``processing_s = 0``): on Marketo each job
 also waits minutes in the queue and processing, which this wall time does not include.
 
     python benchmarks/bulk_vs_rest.py [--rows 1000000] [--rest-rows 1000000] [--days 60]
@@ -32,10 +32,15 @@ from tap_marketo_activities.simulator import MarketoSimulator, World
 from tap_marketo_activities.simulator import catalog as cat
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+# Peak RSS as /proc reports it for this process image (VmHWM). Not ru_maxrss: on Linux that
+# survives exec, so a child forked from this big parent would report the parent's size.
 REPORT = (
-    "import atexit, resource, sys\n"
-    "atexit.register(lambda: print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF)"
-    ".ru_maxrss, file=sys.stderr))\n"
+    "import atexit, sys\n"
+    "def _peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            print('MAXRSS', line.split()[1], file=sys.stderr)\n"
+    "atexit.register(_peak)\n"
 )
 BULK_CHILD = (
     REPORT

@@ -8,6 +8,7 @@ import typing as t
 from singer_sdk import typing as th
 from typing_extensions import override
 
+from tap_marketo_activities.bulk.stream_pass import backfill_pass
 from tap_marketo_activities.client import MarketoPaginator, MarketoStream
 from tap_marketo_activities.envelope import envelope, page_rows
 from tap_marketo_activities.errors import (
@@ -147,6 +148,7 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
                 uncovered[0].isoformat(),
                 uncovered[1].isoformat(),
             )
+        yield from self.backfill(sync, context)
         start = sync.start()
         try:
             yield from self._walk(context, sync, start)
@@ -175,6 +177,11 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
 
     def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
         """Hook for stream-specific checks before a pass."""
+
+    def backfill(self, sync: PartitionSync, context: Context | None) -> Iterable[dict]:
+        """Hook: rows read another way before the REST walk (bulk, for activities)."""
+        del sync, context
+        return ()
 
     def _walk(self, context: Context | None, sync: PartitionSync, start: Start) -> Iterable[dict]:
         self._pass = sync
@@ -269,6 +276,18 @@ class ActivitiesStream(IncrementalStream):
                 fresh[i : i + MAX_TYPES_PER_CALL] for i in range(0, len(fresh), MAX_TYPES_PER_CALL)
             ]
         return [{"activity_type_ids": ids} for ids in groups]
+
+    @override
+    def backfill(self, sync: PartitionSync, context: Context | None) -> Iterable[dict]:
+        """Long windows go through Bulk Extract jobs first (bulk/stream_pass.py)."""
+        return backfill_pass(
+            self,
+            sync,
+            context,
+            type_names=self.tap.activity_type_names(),
+            cache=self.tap.bulk_exports,
+            write_state=self._write_state,
+        )
 
     @override
     def before_pass(self, sync: PartitionSync, context: Context | None) -> None:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import logging
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
 import pytest
+from conftest import expected_guids, sim_config
 
 from tap_marketo_activities.bulk import (
     BackfillSettings,
@@ -434,3 +438,246 @@ def test_bulk_then_rest_runs_deliver_exactly_the_expected_set_across_the_handove
     assert "bulk" not in state or not state["bulk"].get("job")
     assert sim.counters.calls_by_path[CREATE] == 2  # 40 days: two windows
     plain.close()
+
+
+# ----------------------------------------------------------------------------- the tap
+TAP_START = "2024-01-01T00:00:00Z"
+
+
+def tap_world(days=40, rows=6000, seed=9):
+    """Days of activity ending at the clock, with late commits and a send around the end."""
+    end = START + dt.timedelta(days=days)
+    return World.generate(
+        start=START,
+        hours=24 * days,
+        rows=rows,
+        seed=seed,
+        late_fraction=0.3,
+        max_late_minutes=50,
+        campaigns=[
+            {
+                "at": end - dt.timedelta(minutes=40),
+                "size": 300,
+                "type_id": 6,
+                "commit_until": end + dt.timedelta(minutes=25),
+            }
+        ],
+    )
+
+
+def bulk_config(sim, **overrides):
+    return sim_config(sim, start_date=TAP_START, bulk_poll_seconds=0.2, **overrides)
+
+
+def creates(sim):
+    return sim.counters.calls_by_path.get(CREATE, 0)
+
+
+def file_fetches(sim):
+    return {
+        path.split("/")[-2]: n
+        for path, n in sim.counters.calls_by_path.items()
+        if path.endswith(FILE_SUFFIX)
+    }
+
+
+def assert_clean(run):
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+
+
+def test_tap_bulk_backfill_then_rest_runs_deliver_exactly_the_expected_set(simulator, run_tap):
+    sim = simulator(tap_world())
+    runs = [run_tap(bulk_config(sim))]
+    first = runs[0]
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert_clean(first)
+    assert "through bulk export jobs" in first.stderr
+    # 40 days: two windows, one job each for every activities partition together
+    assert creates(sim) == 2
+    assert re.search(r"Run summary: .*bulk jobs 2, [0-9.]+ MB, waited on bulk jobs", first.stderr)
+    for _ in range(3):  # incremental runs while the send around the handover commits
+        sim.clock.advance(minutes=20)
+        runs.append(run_tap(bulk_config(sim), state=runs[-1].state))
+        assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+        assert "through bulk export jobs" not in runs[-1].stderr
+    assert creates(sim) == 2
+    for stream in ("activities", "lead_changes", "deleted_leads"):
+        delivered = [g for run in runs for g in run.guids(stream)]
+        assert [g for g, n in Counter(delivered).items() if n > 1] == [], stream
+        assert sorted(delivered) == expected_guids(sim, stream, TAP_START), stream
+    late = [
+        r
+        for r in sim.world.rows()
+        if r.activity_type_id == 6 and r.committed_at > sim.clock.now() - dt.timedelta(hours=1)
+    ]
+    assert late  # rows committed after the backfill, stamped before its end
+    # bulk records have REST's shape: same fields, attributes as an object
+    rest_record = next(r for run in runs[1:] for r in run.records["activities"])
+    assert set(first.records["activities"][0]) == set(rest_record)
+    assert isinstance(first.records["activities"][0]["attributes"], dict)
+
+
+def test_tap_rest_method_never_creates_jobs(simulator, run_tap):
+    sim = simulator(tap_world(days=5, rows=800))
+    run = run_tap(bulk_config(sim, backfill_method="rest"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert creates(sim) == 0
+    assert sorted(run.guids("activities")) == expected_guids(sim, "activities", TAP_START)
+
+
+def test_tap_broken_download_resumes_with_range(simulator, run_tap):
+    sim = simulator(tap_world(days=10, rows=1500))
+    sim.bulk.break_downloads = 2
+    run = run_tap(bulk_config(sim))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sim.counters.bulk_range_answers == 2
+    assert "download broke at byte" in run.stderr
+    assert sorted(run.guids("activities")) == expected_guids(sim, "activities", TAP_START)
+
+
+def test_tap_checksum_mismatch_fails_clearly_and_emits_nothing_from_the_file(simulator, run_tap):
+    sim = simulator(tap_world(days=10, rows=1500))
+    sim.bulk.corrupt_checksum = True
+    run = run_tap(bulk_config(sim))
+    assert run.returncode == 1
+    assert_clean(run)
+    line = run.error_lines()[-1]
+    assert "the downloaded file's SHA-256 is" in line
+    assert "nothing from the file was emitted and the bookmark did not move" in line
+    assert run.records["activities"] == []
+    for partition in (
+        (run.state or {}).get("bookmarks", {}).get("activities", {}).get("partitions", [])
+    ):
+        assert "replication_key_value" not in partition
+
+
+def test_tap_export_quota_stops_cleanly_and_the_next_day_resumes(simulator, run_tap):
+    sim = simulator(tap_world())
+    sim.bulk.quota_bytes = 1  # the first file spends the day's export quota
+    first = run_tap(bulk_config(sim))
+    assert first.returncode == 1
+    assert_clean(first)
+    line = first.error_lines()[-1]
+    assert "1029 Export daily quota exceeded" in line
+    assert "Marketo resets the daily quota at midnight US Central" in line
+    assert "The next run resumes this backfill where it stopped" in line
+    (partition,) = [
+        p
+        for p in first.state["bookmarks"]["activities"]["partitions"]
+        if (p.get("bulk") or {}).get("job")
+    ]
+    pending = partition["bulk"]["job"]["exportId"]
+    assert partition["bulk"]["done_until"] == "2024-02-01T00:00:00Z"
+    sim.clock.advance(dt.timedelta(days=1))
+    sim.bulk.quota_bytes = 500 * 1024 * 1024
+    second = run_tap(bulk_config(sim), state=first.state)
+    assert second.returncode == 0, second.stderr[-3000:]
+    # the saved job was enqueued, not created again; one more for the day that passed
+    assert creates(sim) == 3
+    assert pending in file_fetches(sim)
+    delivered = first.guids("activities") + second.guids("activities")
+    assert [g for g, n in Counter(delivered).items() if n > 1] == []
+    assert sorted(delivered) == expected_guids(sim, "activities", TAP_START)
+
+
+def test_tap_full_queue_waits_for_a_place(simulator, run_tap):
+    sim = simulator(tap_world(days=10, rows=1500))
+    sim.bulk.processing_s = 60
+    sim.bulk.occupy(sim.clock.now(), 10)
+    config = bulk_config(sim)
+    ticker_stop = threading.Event()
+
+    def tick():  # other integrations' jobs finish as virtual time passes
+        while not ticker_stop.wait(0.3):
+            if sim.counters.errors_by_code.get("1029"):
+                sim.clock.advance(seconds=60)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        first = run_tap(config)
+    finally:
+        ticker_stop.set()
+        ticker.join()
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Marketo's bulk export queue is full (1029 Too many jobs in queue" in first.stderr
+    second = run_tap(config, state=first.state)
+    delivered = first.guids("activities") + second.guids("activities")
+    assert [g for g, n in Counter(delivered).items() if n > 1] == []
+    assert sorted(delivered) == expected_guids(sim, "activities", TAP_START)
+
+
+def test_tap_sigterm_cancels_its_queued_job(simulator, tmp_path):
+    sim = simulator(tap_world(days=10, rows=1500))
+    sim.bulk.processing_s = 3600  # never finishes: the clock is frozen
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(bulk_config(sim)))
+    tap = subprocess.Popen(
+        [sys.executable, "-m", "tap_marketo_activities", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not status_polls(sim) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tap.send_signal(signal.SIGTERM)
+        stdout, stderr = tap.communicate(timeout=60)
+    finally:
+        if tap.poll() is None:
+            tap.kill()
+            tap.communicate()
+    assert tap.returncode == 1
+    assert "Traceback" not in stderr
+    assert "Stopped by SIGTERM during the bulk backfill of stream 'activities'" in stderr
+    assert list(sim.bulk.statuses(sim.client_id).values()) == ["Cancelled"]
+    states = [json.loads(line)["value"] for line in stdout.splitlines() if '"STATE"' in line]
+    partitions = states[-1]["bookmarks"]["activities"]["partitions"]
+    assert all(not (p.get("bulk") or {}).get("job") for p in partitions)
+
+
+def test_a_killed_tap_backfill_resumes_without_rereading_finished_windows(
+    simulator, run_tap, tmp_path
+):
+    sim = simulator(tap_world(days=70, rows=9000))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(bulk_config(sim)))
+    tap = subprocess.Popen(
+        [sys.executable, "-m", "tap_marketo_activities", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    delivered, state, after_window = [], None, None
+    try:
+        assert tap.stdout is not None
+        for raw in tap.stdout:
+            message = json.loads(raw)
+            if message["type"] == "RECORD" and message["stream"] == "activities":
+                delivered.append(message["record"]["marketoGUID"])
+                if after_window is not None and len(delivered) >= after_window + 50:
+                    break
+            elif message["type"] == "STATE":
+                state = message["value"]
+                parts = state.get("bookmarks", {}).get("activities", {}).get("partitions", [])
+                if after_window is None and any(
+                    (p.get("bulk") or {}).get("done_until") for p in parts
+                ):
+                    after_window = len(delivered)
+    finally:
+        tap.kill()  # SIGKILL: no cleanup at all
+        tap.communicate()
+    assert after_window is not None
+    second = run_tap(bulk_config(sim), state=state)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert creates(sim) == 3  # 70 days: three windows, each created once across both runs
+    # the partition that was stopped resumes inside its second window's job; the others
+    # read the jobs it created for them (ids shared through the state), none created twice
+    assert re.search(
+        r"Resuming bulk export \S+ \(completed\) for 2024-02-01T00:00:00Z", second.stderr
+    )
+    resent = Counter(delivered) & Counter(second.guids("activities"))
+    assert 0 < len(resent) <= 50  # only the rows after the last STATE are sent again
+    assert sorted(set(delivered) | set(second.guids("activities"))) == expected_guids(
+        sim, "activities", TAP_START
+    )

@@ -15,9 +15,9 @@ STATE message carries it):
   has it (jobs and files live for days) and skips the rows it already yielded; if Marketo no
   longer has it, a new job is created and the window is read again from its first row.
 
-A job queued by this run is cancelled when the run is interrupted (Ctrl-C, or SIGTERM inside
-``signals.terminate_as_exception``): it would otherwise hold one of the instance's 10 queue
-places and spend export quota on a file nobody reads.
+A job queued by this run is cancelled when the run is interrupted (Ctrl-C, or SIGTERM, which
+raises ``signals.Terminated`` while a job is awaited or downloaded): it would otherwise hold
+one of the instance's 10 queue places and spend export quota on a file nobody reads.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from tap_marketo_activities.bulk.jobs import (
     JobStatus,
     poll_waits,
 )
-from tap_marketo_activities.bulk.signals import Terminated
+from tap_marketo_activities.bulk.signals import Terminated, terminate_as_exception
 from tap_marketo_activities.bulk.windows import Window, backfill_end, plan_windows
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.records import activity_record, format_datetime, parse_datetime
@@ -55,6 +55,7 @@ from tap_marketo_activities.records import activity_record, format_datetime, par
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
+    from tap_marketo_activities.bulk.cache import ExportCache
     from tap_marketo_activities.bulk.transport import BulkTransport
 
 STATE_KEY = "bulk"
@@ -126,10 +127,16 @@ class BulkBackfill:
     sleep: Callable[[float], None] = time.sleep
     server_now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     label: str = "activities"
+    #: Types the export jobs ask for (default: ``type_ids``); rows of other types are skipped.
+    job_type_ids: Sequence[int] | None = None
+    cache: ExportCache | None = None
+    #: Called right after a job is created and saved in ``state`` (the tap writes its state).
+    on_job_created: Callable[[Window, str], None] = lambda window, export_id: None
     _active: _JobRef | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.jobs = ExportJobs(self.transport, clock=self.server_now)
+        self.job_types = sorted(set(self.job_type_ids or ()) | set(self.type_ids))
 
     # ------------------------------------------------------------------ state
     @property
@@ -169,6 +176,27 @@ class BulkBackfill:
         except (KeyError, TypeError, ValueError, AttributeError):
             self._bad_state("bulk.job", f"is not a saved export job ({raw!r})")
 
+    def _reusable(self, start: dt.datetime, end: dt.datetime) -> _JobRef | None:
+        """A job for the window starting at ``start``: this partition's, or one shared with it.
+
+        Partitions that backfill together share each window's job; its id is written into
+        every such partition's state when it is created (``shared``), so a partition that
+        had not reached the window when a run stopped reuses it instead of creating another.
+        """
+        saved = self._saved_job()
+        if saved is not None and saved.window.start == start and saved.window.end <= end:
+            return saved
+        shared = self._bulk_state.get("shared") or {}
+        entry = shared.get(format_datetime(start)) if isinstance(shared, dict) else None
+        if not isinstance(entry, dict):
+            return None
+        try:
+            stop = parse_datetime(str(entry["endAt"]))
+            export_id = str(entry["exportId"])
+        except (KeyError, ValueError):
+            self._bad_state("bulk.shared", f"holds an unreadable job ({entry!r})")
+        return _JobRef(export_id, Window(start, stop)) if stop <= end else None
+
     def _save_job(self, job: _JobRef | None) -> None:
         self._bulk_state["job"] = job.to_state() if job is not None else None
 
@@ -185,29 +213,28 @@ class BulkBackfill:
         done = self.done_until()
         if done is not None:
             start = max(start, done)
-        saved = self._saved_job()
         try:
-            if saved is not None and saved.window.start == start and saved.window.end <= end:
-                yield from self._window(saved.window, saved)
-                start = saved.window.end
-            for window in plan_windows(start, end, self.settings.max_span):
-                yield from self._window(window, None)
+            while start < end.replace(microsecond=0):
+                reusable = self._reusable(start, end)
+                if reusable is None:
+                    window = plan_windows(start, end, self.settings.max_span)[0]
+                    yield from self._window(window, None)
+                else:
+                    window = reusable.window
+                    yield from self._window(window, reusable)
+                start = window.end
         except (KeyboardInterrupt, Terminated):
             self._cancel_active()
             raise
 
     def _window(self, window: Window, saved: _JobRef | None) -> Iterator[dict[str, t.Any]]:
         waited_from = self.stats.wait_s
-        job, status = self._ready_job(window, saved)
-        self._active = job
-        what = f"bulk export {job.export_id} ({self.label}, {window.label()})"
         with tempfile.TemporaryDirectory(
             prefix="tap-marketo-bulk-", dir=self.settings.work_dir
         ) as tmp:
-            path = Path(tmp) / "export.csv"
-            size = self._download(job, status, path, what)
-            download.verify(path, status.checksum, what=what)
-            self.stats.bytes += size
+            job, path, size = self._file_for(window, saved, Path(tmp))
+            what = f"bulk export {job.export_id} ({self.label}, {window.label()})"
+            wanted = frozenset(self.type_ids)
             rows = 0
             entry: dict[str, t.Any] = self._bulk_state["job"]  # one key per row: cheap
             for number, row in enumerate(csvfile.rest_rows(path, what=what), start=1):
@@ -215,13 +242,20 @@ class BulkBackfill:
                     continue
                 record = activity_record(row, type_names=self.type_names, request_id=what)
                 job.rows_done = entry["rows_done"] = number
-                if window.contains(parse_datetime(record["activityDate"])):
+                if record["activityTypeId"] in wanted and window.contains(
+                    parse_datetime(record["activityDate"])
+                ):
                     rows += 1
                     self.stats.rows += 1
                     yield record
         self._active = None
         self._save_job(None)
         self._bulk_state["done_until"] = format_datetime(window.end)
+        shared = self._bulk_state.get("shared")
+        if isinstance(shared, dict):
+            shared.pop(format_datetime(window.start), None)
+            if not shared:
+                del self._bulk_state["shared"]
         self.stats.windows += 1
         self.logger.info(
             "Bulk backfill of %s: window %s done: %d rows, %.1f MB, waited %.0f s on the job.",
@@ -233,6 +267,35 @@ class BulkBackfill:
         )
 
     # ------------------------------------------------------------------ jobs
+    def _file_for(
+        self, window: Window, saved: _JobRef | None, tmp: Path
+    ) -> tuple[_JobRef, Path, int]:
+        """The window's verified file: from this run's cache, or from a (reused) job."""
+        types = self.job_types
+        cached = self.cache.get(window, types) if self.cache is not None else None
+        if cached is not None and (saved is None or saved.export_id == cached.export_id):
+            job = saved or _JobRef(cached.export_id, window)
+            self._save_job(job)
+            self.logger.info(
+                "%s: reading bulk export %s, downloaded earlier in this run.",
+                self.label,
+                cached.export_id,
+            )
+            return job, cached.path, cached.size
+        with terminate_as_exception():  # waiting on Marketo: SIGTERM cancels the job
+            job, status = self._ready_job(window, saved)
+        self._save_job(job)  # a shared job becomes this partition's own
+        self._active = None  # Completed: nothing left to cancel
+        what = f"bulk export {job.export_id} ({self.label}, {window.label()})"
+        path = tmp / "export.csv"
+        with terminate_as_exception():
+            size = self._download(job, status, path, what)
+        download.verify(path, status.checksum, what=what)
+        self.stats.bytes += size
+        if self.cache is not None:
+            path = self.cache.put(window, types, job.export_id, path).path
+        return job, path, size
+
     def _ready_job(self, window: Window, saved: _JobRef | None) -> tuple[_JobRef, JobStatus]:
         """A Completed job for ``window``: the saved one if Marketo still has it, else new."""
         if saved is not None:
@@ -260,10 +323,11 @@ class BulkBackfill:
                         saved.rows_done,
                     )
                     return saved, self._until_completed(saved, status)
-        status = self.jobs.create(window, self.type_ids)
+        status = self.jobs.create(window, self.job_types)
         self.stats.jobs += 1
         job = _JobRef(status.export_id, window)
         self._save_job(job)
+        self.on_job_created(window, job.export_id)  # persisted now: a killed run reuses it
         self.logger.info(
             "Created bulk export %s for %s (%s).", job.export_id, self.label, window.label()
         )
@@ -370,6 +434,7 @@ class BulkBackfill:
             self.logger.warning("Could not cancel bulk export %s: %s", job.export_id, exc)
             return
         self._save_job(None)
+        self._active = None
         self.logger.info(
             "Cancelled bulk export %s (%s) because the tap is stopping.",
             job.export_id,

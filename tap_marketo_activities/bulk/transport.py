@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import requests
 
-from tap_marketo_activities.bulk.errors import DownloadBroken, FileNotReady
+from tap_marketo_activities.bulk.errors import BulkApiError, DownloadBroken, FileNotReady
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -131,7 +131,10 @@ def write_body(answer: requests.Response, dest: t.BinaryIO, start_byte: int) -> 
     """Write a streamed file answer to ``dest`` (see ``BulkTransport.download``)."""
     if answer.status_code == 404:
         raise FileNotReady(answer.text[:200])
-    answer.raise_for_status()
+    if answer.status_code >= 400:
+        msg = f"Marketo answered the export file {answer.url.rsplit('/', 2)[-2]} with HTTP "
+        msg += f"{answer.status_code}; stopping without moving the bookmark."
+        raise BulkApiError(msg, f"HTTP{answer.status_code}")
     if answer.status_code == 206:
         first, total = parse_content_range(answer.headers.get("Content-Range", ""))
         if first != start_byte:
