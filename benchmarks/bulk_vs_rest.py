@@ -2,17 +2,18 @@
 
 Builds a world of ``--rows`` activities over ``--days`` days, serves it from the simulator with
 Marketo's rate limit and daily quota lifted (we measure the two paths, not the 100-calls-per-
-20-s budget), and backfills every default activity type from the first day to now twice, each
-time in a fresh child process writing one JSON line per record to a pipe:
+20-s budget), and runs the tap as a process twice, reading ``activities`` only (selected by
+catalog) from the first day to now into a pipe:
 
-- bulk: ``tap_marketo_activities.bulk.BulkBackfill`` over ``PlainBulkTransport`` (one job per
-  31 days for all types, Range downloads to a temporary file, SHA-256, streaming CSV parse into
-  the REST record shape);
-- REST: the tap itself (``activities`` only, selected by catalog), as shipped.
+- ``backfill_method: bulk``: one export job per 31 days for every activity type, shared by
+  the type groups; Range downloads to a temporary file, SHA-256, streaming CSV parse into the
+  REST record shape; then the REST walk of the last lookback hour (the handover);
+- ``backfill_method: rest``: REST pages, as before this feature.
 
-Calls are what the simulator counted (identity calls aside); peak memory is the child's max
-RSS (VmHWM). The simulator's jobs take no virtual time (``processing_s = 0``): on Marketo each job
-also waits minutes in the queue and processing, which this wall time does not include.
+Calls are what the simulator counted (identity calls aside); peak memory is the tap process's
+VmHWM. The simulator writes a job's file as the job "processes" (``processing_s = 0``), polled
+every second here (``bulk_poll_seconds: 1``); on Marketo each job also waits minutes in the
+queue and processing, which this wall time does not include.
 
     python benchmarks/bulk_vs_rest.py [--rows 1000000] [--rest-rows 1000000] [--days 60]
 """
@@ -41,29 +42,6 @@ REPORT = (
     "        if line.startswith('VmHWM:'):\n"
     "            print('MAXRSS', line.split()[1], file=sys.stderr)\n"
     "atexit.register(_peak)\n"
-)
-BULK_CHILD = (
-    REPORT
-    + """
-import datetime as dt, json, sys
-from tap_marketo_activities.bulk import BackfillSettings, BulkBackfill, PlainBulkTransport
-from tap_marketo_activities.records import parse_datetime
-from tap_marketo_activities.simulator import catalog as cat
-base_url, start, now = sys.argv[1], parse_datetime(sys.argv[2]), parse_datetime(sys.argv[3])
-transport = PlainBulkTransport(base_url, "simulator", "simulator")
-backfill = BulkBackfill(
-    transport=transport,
-    type_ids=sorted(cat.DEFAULT_ACTIVITY_TYPE_IDS),
-    type_names={t.id: t.name for t in cat.ACTIVITY_TYPES},
-    state={},
-    settings=BackfillSettings(poll_initial_s=0.5, poll_max_s=5),
-)
-out = sys.stdout
-for record in backfill.records(start, backfill.end_for(now)):
-    out.write(json.dumps(record))
-    out.write("\\n")
-print("BULK", backfill.stats.summary(), file=sys.stderr)
-"""
 )
 TAP_CHILD = REPORT + ("from tap_marketo_activities.tap import TapMarketoActivities as T\nT.cli()\n")
 
@@ -118,7 +96,7 @@ def catalog_for_activities(config_path: Path) -> dict:
     return catalog
 
 
-def measure(rows: int, days: int, *, bulk: bool) -> dict[str, float]:
+def measure(rows: int, days: int, *, method: str) -> dict[str, float]:
     hours = 24 * days
     started = time.perf_counter()
     world = World.generate(
@@ -135,47 +113,38 @@ def measure(rows: int, days: int, *, bulk: bool) -> dict[str, float]:
         tempfile.TemporaryDirectory() as tmp,
     ):
         sim.bulk.quota_bytes = 10**12
-        if bulk:
-            command = [
-                sys.executable,
-                "-c",
-                BULK_CHILD,
-                sim.base_url,
-                START.isoformat(),
-                now.isoformat(),
-            ]
-        else:
-            config = {
-                "base_url": sim.base_url,
-                "client_id": "simulator",
-                "client_secret": "simulator",
-                "start_date": START.isoformat(),
-                "max_calls_per_20s": 100,
-                "rate_limit_window_seconds": 1,
-            }
-            config_path = Path(tmp) / "config.json"
-            config_path.write_text(json.dumps(config))
-            catalog_path = Path(tmp) / "catalog.json"
-            catalog_path.write_text(json.dumps(catalog_for_activities(config_path)))
-            sim.reset_counters()
-            command = [
-                sys.executable,
-                "-c",
-                TAP_CHILD,
-                "--config",
-                str(config_path),
-                "--catalog",
-                str(catalog_path),
-            ]
+        config = {
+            "base_url": sim.base_url,
+            "client_id": "simulator",
+            "client_secret": "simulator",
+            "start_date": START.isoformat(),
+            "max_calls_per_20s": 100,
+            "rate_limit_window_seconds": 1,
+            "backfill_method": method,
+            "bulk_poll_seconds": 1,
+        }
+        config_path = Path(tmp) / "config.json"
+        config_path.write_text(json.dumps(config))
+        catalog_path = Path(tmp) / "catalog.json"
+        catalog_path.write_text(json.dumps(catalog_for_activities(config_path)))
+        sim.reset_counters()
+        command = [
+            sys.executable,
+            "-c",
+            TAP_CHILD,
+            "--config",
+            str(config_path),
+            "--catalog",
+            str(catalog_path),
+        ]
         records, elapsed, maxrss_kb, stderr = run_child(command)
         calls = api_calls(sim)
         expected = len(sim.expected("activities", type_ids=cat.DEFAULT_ACTIVITY_TYPE_IDS))
-        detail = next((line for line in stderr.splitlines() if "BULK" in line), "")
-        if detail:
-            print("  " + detail.split("BULK ", 1)[1])
+        summary = next((line for line in stderr.splitlines() if "Run summary" in line), "")
+        print("  " + summary.split("| ")[-1])
     print(
-        f"  {'bulk' if bulk else 'REST'}: {records:,} records (of {expected:,} committed), "
-        f"{calls:,} API calls, {elapsed:.1f} s, peak RSS {maxrss_kb / 1024:.0f} MB"
+        f"  {method}: {records:,} records (of {expected:,} committed), {calls:,} API calls, "
+        f"{elapsed:.1f} s, peak RSS {maxrss_kb / 1024:.0f} MB"
     )
     return {"records": records, "calls": calls, "seconds": elapsed, "rss_mb": maxrss_kb / 1024}
 
@@ -187,12 +156,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=60)
     args = parser.parse_args()
     print("bulk:")
-    bulk = measure(args.rows, args.days, bulk=True)
+    bulk = measure(args.rows, args.days, method="bulk")
     rest_rows = args.rows if args.rest_rows is None else args.rest_rows
     if not rest_rows:
         return
     print("REST:")
-    rest = measure(rest_rows, args.days, bulk=False)
+    rest = measure(rest_rows, args.days, method="rest")
     scaled = rest["calls"] * args.rows / rest_rows
     print(
         f"\nbulk used {bulk['calls']:,} calls for {bulk['records']:,} records; REST "
