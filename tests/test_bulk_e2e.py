@@ -681,3 +681,20 @@ def test_a_killed_tap_backfill_resumes_without_rereading_finished_windows(
     assert sorted(set(delivered) | set(second.guids("activities"))) == expected_guids(
         sim, "activities", TAP_START
     )
+
+
+def test_an_expired_token_on_the_file_is_renewed_not_written_into_the_file(sim, transport):
+    sim.inject("/file.json", "602")  # an error envelope where the file was due
+    backfill = make_backfill(sim, transport, {})
+    end = START + dt.timedelta(days=10)
+    assert by_guid(backfill.records(START, end)) == expected_records(sim, end)
+    assert sim.counters.injected_by_code["602"] == 1
+
+
+def test_tap_renews_a_token_refused_on_the_file(simulator, run_tap):
+    sim = simulator(tap_world(days=10, rows=1500))
+    sim.inject("/file.json", "602")
+    run = run_tap(bulk_config(sim))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "token expired (601/602)=1" in run.stderr
+    assert sorted(run.guids("activities")) == expected_guids(sim, "activities", TAP_START)

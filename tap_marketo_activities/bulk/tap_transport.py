@@ -14,7 +14,7 @@ import typing as t
 import requests
 
 from tap_marketo_activities.bulk.errors import DownloadBroken, FileNotReady
-from tap_marketo_activities.bulk.transport import write_body
+from tap_marketo_activities.bulk.transport import is_envelope, write_body
 from tap_marketo_activities.envelope import envelope, first_error
 from tap_marketo_activities.errors import Action, MarketoRetriable, classify
 
@@ -78,6 +78,9 @@ class StreamBulkTransport:
                 response.close()
                 cause = f"HTTP {response.status_code}"
                 raise MarketoRetriable(f"{cause} from the export file", cause=cause)
+            if is_envelope(response):
+                # 601/602 renew the token and resend; retriable codes retry; others stop
+                self.stream.validate_response(response)
             return response
 
         response = self.stream.request_decorator(open_file)(request)

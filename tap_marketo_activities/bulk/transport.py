@@ -117,20 +117,36 @@ class PlainBulkTransport:
         headers = self._headers()
         if start_byte > 0:
             headers["Range"] = f"bytes={start_byte}-"
-        self.calls += 1
-        try:
-            with self.session.get(
-                self.base_url + path, headers=headers, timeout=self.timeout, stream=True
-            ) as answer:
-                return write_body(answer, dest, start_byte)
-        except requests.RequestException as exc:
-            raise DownloadBroken(str(exc)) from None
+        for attempt in range(2):
+            self.calls += 1
+            try:
+                with self.session.get(
+                    self.base_url + path, headers=headers, timeout=self.timeout, stream=True
+                ) as answer:
+                    return write_body(answer, dest, start_byte)
+            except BulkApiError as exc:
+                if exc.code not in ("601", "602") or attempt:
+                    raise
+                self._token.value = None
+                headers.update(self._headers())
+            except requests.RequestException as exc:
+                raise DownloadBroken(str(exc)) from None
+        raise AssertionError("unreachable")
 
 
 def write_body(answer: requests.Response, dest: t.BinaryIO, start_byte: int) -> int:
     """Write a streamed file answer to ``dest`` (see ``BulkTransport.download``)."""
     if answer.status_code == 404:
         raise FileNotReady(answer.text[:200])
+    if is_envelope(answer):
+        body = answer.json()
+        errors = body.get("errors") or [{}]
+        code = str(errors[0].get("code", "unknown"))
+        msg = (
+            f"Marketo answered an export file request with an error instead of the file: "
+            f"{code} {errors[0].get('message', '')} (requestId {body.get('requestId')})."
+        )
+        raise BulkApiError(msg, code)
     if answer.status_code >= 400:
         msg = f"Marketo answered the export file {answer.url.rsplit('/', 2)[-2]} with HTTP "
         msg += f"{answer.status_code}; stopping without moving the bookmark."
@@ -148,6 +164,11 @@ def write_body(answer: requests.Response, dest: t.BinaryIO, start_byte: int) -> 
         dest.write(chunk)
     dest.flush()
     return total
+
+
+def is_envelope(answer: requests.Response) -> bool:
+    """A JSON answer where a file was due: Marketo's error envelope (e.g. 601/602)."""
+    return "json" in answer.headers.get("Content-Type", "").lower()
 
 
 def parse_content_range(header: str) -> tuple[int, int]:
