@@ -154,14 +154,15 @@ def backfill_pass(
             yield record
             if count % _WRITE_EVERY == 0 or stats.windows != windows:
                 windows = stats.windows
-                write_state()  # every row before this one has been written
+                write_state()  # the SDK has written every row up to this one
         write_state()
     except (KeyboardInterrupt, Terminated) as exc:
         write_state()
         signal = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
         msg = (
-            f"Stopped by {signal} during the bulk backfill of {sync.label}; the export job it "
-            "had queued was cancelled. The next run resumes at the first unfinished window."
+            f"Stopped by {signal} during the bulk backfill of {sync.label}; an export job it "
+            "had queued and Marketo had not finished was cancelled. The next run resumes at "
+            "the first unfinished window."
         )
         raise Stopped(msg) from None
     except MarketoError:
