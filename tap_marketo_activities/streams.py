@@ -8,7 +8,7 @@ import typing as t
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_marketo_activities.bulk.stream_pass import backfill_pass
+from tap_marketo_activities.bulk.stream_pass import BackfillPaused, backfill_pass
 from tap_marketo_activities.client import MarketoPaginator, MarketoStream
 from tap_marketo_activities.envelope import envelope, page_rows
 from tap_marketo_activities.errors import (
@@ -148,7 +148,11 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
                 uncovered[0].isoformat(),
                 uncovered[1].isoformat(),
             )
-        yield from self.backfill(sync, context)
+        try:
+            yield from self.backfill(sync, context)
+        except BackfillPaused as paused:
+            self.logger.warning("%s: bulk backfill paused: %s", sync.label, paused)
+            return
         start = sync.start()
         try:
             yield from self._walk(context, sync, start)

@@ -6,9 +6,12 @@ read through export jobs, then the caller's REST walk continues from a lookback 
 point. The state is written after every finished window and every 10,000 rows, so a killed
 run resumes at the next window, or inside the window's job at the row it reached.
 
-A run stopped by Ctrl-C or SIGTERM while it waits for a job or downloads its file cancels the
-job and stops with one line. While rows are being written SIGTERM keeps its default effect
-(the process ends at once, as on the REST path); the job is Completed then, nothing to cancel.
+When the 500 MB daily export quota is spent, the partition's pass ends without a REST walk
+(its backfill is not finished), its state saved; the other partitions and streams go on, and
+the next run after the quota resets enqueues the saved job. A run stopped by Ctrl-C or
+SIGTERM while it waits for a job or downloads its file cancels the job and stops with one
+line. While rows are being written SIGTERM keeps its default effect (the process ends at
+once, as on the REST path); the job is Completed then, nothing to cancel.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tap_marketo_activities.bulk.backfill import (
     BulkBackfill,
     BulkStats,
 )
+from tap_marketo_activities.bulk.errors import ExportQuotaExceeded
 from tap_marketo_activities.bulk.handover import bulk_then_handover, wants_bulk
 from tap_marketo_activities.bulk.signals import Terminated
 from tap_marketo_activities.bulk.tap_transport import StreamBulkTransport
@@ -44,6 +48,10 @@ _WRITE_EVERY = 10_000
 
 class Stopped(MarketoError):
     """Ctrl-C or SIGTERM during a bulk backfill; its job was cancelled."""
+
+
+class BackfillPaused(Exception):
+    """The export quota is spent: this partition's pass ends here, state saved; others go on."""
 
 
 def fresh(stream: MarketoStream) -> list[int]:
@@ -165,8 +173,11 @@ def backfill_pass(
             "the first unfinished window."
         )
         raise Stopped(msg) from None
+    except ExportQuotaExceeded as exc:
+        write_state()  # the saved job is enqueued by the next run
+        raise BackfillPaused(str(exc)) from None
     except MarketoError:
-        write_state()  # e.g. the export quota: the saved job is reused by the next run
+        write_state()
         raise
     finally:
         run_stats.bulk_jobs += stats.jobs
