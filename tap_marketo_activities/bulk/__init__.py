@@ -8,9 +8,11 @@ It talks HTTP only through ``BulkTransport`` (transport.py), so the tap's own tr
 (limiter, budget, auth, retries) or a plain one (tests, benchmarks) can carry it.
 
 Modules: ``windows`` (planning), ``transport`` (the interface and a plain implementation),
-``jobs`` (create/enqueue/status/cancel and their errors), ``download`` (Range resume and
-SHA-256), ``csvfile`` (streaming parse into REST-shaped rows), ``backfill`` (the per-window
-loop and its state), ``errors``.
+``tap_transport`` (the same over the tap's connection), ``jobs`` (create/enqueue/status/cancel
+and their errors), ``download`` (Range resume and SHA-256), ``csvfile`` (streaming parse into
+REST-shaped rows), ``backfill`` (the per-window loop and its state), ``cache`` (one file per
+window shared by the type groups), ``handover`` (bulk first, REST after, through
+``PartitionSync``), ``stream_pass`` (the step ``activities`` calls), ``signals``, ``errors``.
 """
 
 from tap_marketo_activities.bulk.backfill import BackfillSettings, BulkBackfill, BulkStats
