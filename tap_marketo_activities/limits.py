@@ -36,6 +36,9 @@ class RunStats:
     records: collections.Counter[str] = field(default_factory=collections.Counter)
     duplicates_skipped: collections.Counter[str] = field(default_factory=collections.Counter)
     waited_s: float = 0.0
+    bulk_jobs: int = 0
+    bulk_bytes: int = 0
+    bulk_wait_s: float = 0.0
 
     def summary(self) -> str:
         """One line, stable order, no secrets."""
@@ -48,7 +51,9 @@ class RunStats:
             f"retries {sum(self.retries.values())} ({fmt(self.retries)}); "
             f"records {sum(self.records.values())} ({fmt(self.records)}); "
             f"overlap duplicates skipped {sum(self.duplicates_skipped.values())}; "
-            f"waited on limits {self.waited_s:.1f} s"
+            f"waited on limits {self.waited_s:.1f} s; "
+            f"bulk jobs {self.bulk_jobs}, {self.bulk_bytes / 1048576:.1f} MB, "
+            f"waited on bulk jobs {self.bulk_wait_s:.1f} s"
         )
 
 

@@ -9,6 +9,7 @@ from functools import cached_property
 from singer_sdk import typing as th
 from typing_extensions import override
 
+from tap_marketo_activities.bulk.stream_pass import BackfillPaused, backfill_pass
 from tap_marketo_activities.client import MarketoPaginator, MarketoStream
 from tap_marketo_activities.envelope import envelope, page_rows
 from tap_marketo_activities.errors import (
@@ -155,6 +156,14 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
                 uncovered[0].isoformat(),
                 uncovered[1].isoformat(),
             )
+        try:
+            for record in self.backfill(sync, context):
+                if self.route(record):  # bulk rows feed the typed tables too
+                    self.api.stats.records[self.name] += 1
+                    yield record
+        except BackfillPaused as paused:
+            self.logger.warning("%s: bulk backfill paused: %s", sync.label, paused)
+            return
         start = sync.start()
         try:
             yield from self._walk(context, sync, start)
@@ -183,6 +192,11 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
 
     def before_pass(self, sync: PartitionSync, context: Context | None) -> None:
         """Hook for stream-specific checks before a pass."""
+
+    def backfill(self, sync: PartitionSync, context: Context | None) -> Iterable[dict]:
+        """Hook: rows read another way before the REST walk (bulk, for activities)."""
+        del sync, context
+        return ()
 
     def _walk(self, context: Context | None, sync: PartitionSync, start: Start) -> Iterable[dict]:
         self._pass = sync
@@ -309,6 +323,18 @@ class ActivitiesStream(IncrementalStream):
             typed.write(record)
             self.api.stats.records[typed.name] += 1
         return type_id in self.unified_type_ids
+
+    @override
+    def backfill(self, sync: PartitionSync, context: Context | None) -> Iterable[dict]:
+        """Long windows go through Bulk Extract jobs first (bulk/stream_pass.py)."""
+        return backfill_pass(
+            self,
+            sync,
+            context,
+            type_names=self.tap.activity_type_names(),
+            cache=self.tap.bulk_exports,
+            write_state=self._write_state,
+        )
 
     @override
     def before_pass(self, sync: PartitionSync, context: Context | None) -> None:

@@ -18,6 +18,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
+from tap_marketo_activities.bulk.cache import ExportCache
 from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError
 from tap_marketo_activities.incremental import lateness_warning
 from tap_marketo_activities.logs import log_gauge, quiet_sdk_notices
@@ -203,6 +204,36 @@ class TapMarketoActivities(Tap):
             title="Rate window (s)",
             description="Length of Marketo's rate window (20 s). Change only for simulator tests.",
         ),
+        th.Property(
+            "backfill_method",
+            th.StringType(allowed_values=["auto", "bulk", "rest"]),
+            default="auto",
+            title="Backfill method",
+            description=(
+                "How activities reads a long window (a first sync, or a partition far behind): "
+                "bulk uses Bulk Extract jobs (a few calls per 31 days, 500 MB a day of export "
+                "quota), rest uses REST pages (one call per 300 rows); auto uses bulk when the "
+                "window is longer than bulk_threshold_days. lead_changes and deleted_leads "
+                "always use REST."
+            ),
+        ),
+        th.Property(
+            "bulk_threshold_days",
+            th.NumberType(minimum=0),
+            default=3,
+            title="Bulk threshold (days)",
+            description="With backfill_method auto, windows longer than this use bulk.",
+        ),
+        th.Property(
+            "bulk_poll_seconds",
+            th.NumberType(exclusive_minimum=0),
+            default=30,
+            title="Bulk poll interval (s)",
+            description=(
+                "First wait between status polls of a bulk job; it grows by half each poll, "
+                "up to 5 minutes (Marketo updates job status at most once a minute)."
+            ),
+        ),
     ).to_dict()
 
     #: Taps built by this process's ``invoke`` whose run has not been summarised yet.
@@ -318,6 +349,11 @@ class TapMarketoActivities(Tap):
             )
             self.logger.info("Running against the built-in simulator at %s", simulator.base_url)
         return MarketoConnection(config, self.logger, read_usage=self._read_usage)
+
+    @cached_property
+    def bulk_exports(self) -> ExportCache:
+        """Export files of this run, shared by the activities partitions; removed at its end."""
+        return self._resources.enter_context(ExportCache())
 
     @cached_property
     def types_stream(self) -> ActivityTypesStream:

@@ -26,7 +26,11 @@ It models the quirks that break naive clients:
   enough to need it (``long_tokens``);
 - 606/615/607 limits, token expiry (601/602), seeded random and scripted faults, counters
   (``sim.counters`` is a frozen ``Counters`` dataclass snapshot; keys in counters.py);
-- a virtual clock, also sent in every ``Date`` header.
+- a virtual clock, also sent in every ``Date`` header;
+- the bulk activity export endpoints (``/bulk/v1/activities/export/...``: create, enqueue,
+  status, file with ``Range``/206, cancel, list) with the queue limits, processing time on the
+  virtual clock, SHA-256 checksums, the 500 MB daily export quota and download faults
+  (``sim.bulk``; see bulk.py).
 
 UNVERIFIED behaviour and the choices made:
 - a missing access token answers 601 "Access token not specified" (Marketo may use 600);

@@ -58,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--fault-seed", type=int, default=1)
     add("--fault-latency", type=float, default=0.0, help="sleep of a 'slow' fault, seconds")
+    add(
+        "--bulk-processing-seconds",
+        type=float,
+        default=0.0,
+        help="virtual seconds a bulk export job processes (default 0: at once)",
+    )
+    add(
+        "--bulk-attributes",
+        choices=("object", "array"),
+        default="object",
+        help="how export files write attributes: a JSON object or a [{name, value}] array",
+    )
     add("--log-requests", action="store_true", help="log every request to stderr")
     return parser
 
@@ -96,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         log_requests=args.log_requests,
     )
+    sim.bulk.processing_s = args.bulk_processing_seconds
+    sim.bulk.attributes_form = args.bulk_attributes
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -10,7 +10,8 @@ Keys of ``errors_by_code`` (every error answered, injected or not):
   ``"bad_record"`` (success:true answers that are broken on purpose).
 ``injected_by_code`` is keyed by the fault kind as injected (``"602"``, ``"500"``, ``"reset"``,
 ``"slow"``...); ``enforced_by_code`` holds the limits the client actually provoked (606, 615,
-607) and real token failures (601, 602).
+607) and real token failures (601, 602). ``bulk_bytes_served`` counts export file bytes
+written (broken answers included), ``bulk_range_answers`` the 206 answers.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Counters:
     method_override_posts: int
     rows_served: int
     pages_served: int
+    bulk_bytes_served: int
+    bulk_range_answers: int
 
     @property
     def total_calls(self) -> int:
@@ -66,6 +69,8 @@ class CounterBook:
             self.method_override_posts = 0
             self.rows_served = 0
             self.pages_served = 0
+            self.bulk_bytes_served = 0
+            self.bulk_range_answers = 0
 
     def call(self, path: str) -> None:
         with self._lock:
@@ -106,4 +111,6 @@ class CounterBook:
                 method_override_posts=self.method_override_posts,
                 rows_served=self.rows_served,
                 pages_served=self.pages_served,
+                bulk_bytes_served=self.bulk_bytes_served,
+                bulk_range_answers=self.bulk_range_answers,
             )

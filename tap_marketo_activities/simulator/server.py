@@ -27,6 +27,7 @@ from itertools import count
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import bulk
 from . import catalog as cat
 from .clock import VirtualClock, parse_datetime
 from .counters import CounterBook, Counters
@@ -108,6 +109,7 @@ class MarketoSimulator:
         self.limits = Limits()
         self.script = FaultScript()
         self.counter_book = CounterBook()
+        self.bulk = bulk.BulkExports()
         self._request_ids = count(0x1607C + seed)
         self._host, self._port = host, port
         self._server: _Server | None = None
@@ -134,6 +136,7 @@ class MarketoSimulator:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.bulk.close()
 
     def __enter__(self) -> MarketoSimulator:
         return self.start()
@@ -238,6 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = 60  # idle keep-alive connections end eventually
     server: _Server
+    _raw_body: bytes = b""
 
     # ------------------------------------------------------------ http.server hooks
     def version_string(self) -> str:
@@ -283,14 +287,18 @@ class _Handler(BaseHTTPRequestHandler):
         if path == IDENTITY_PATH:
             self._identity(params)
             return
-        if not path.startswith("/rest/"):
+        is_bulk = path.startswith("/bulk/")
+        if not path.startswith("/rest/") and not is_bulk:
             sim.counter_book.error("HTTP404")
             self._send(404, b"Not Found", "text/plain")
             return
         in_flight = sim.limits.enter()
         sim.counter_book.concurrency(in_flight)
         try:
-            self._rest(path, params, in_flight, override, content_type)
+            if is_bulk:
+                self._bulk(path, params, in_flight)
+            else:
+                self._rest(path, params, in_flight, override, content_type)
         finally:
             sim.limits.leave()
 
@@ -299,22 +307,10 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         sim = self.server.sim
         book = sim.counter_book
-        injected = sim.script.take(path)
-        kind = injected if injected is not None else sim.faults.draw()
-        if kind == "slow":
-            book.injected_only("slow")
-            time.sleep(sim.faults.slow_s)
-            kind = None
-        elif kind is not None and kind not in ("no_result", "bad_record"):
-            self._fault(kind)
+        kind = self._draw_fault(path)
+        if kind is not None and kind not in ("no_result", "bad_record"):
             return
-        token = self._access_token(params)
-        if token is None:
-            self._error("601", "Access token not specified", enforced=True)
-            return
-        problem = sim.tokens.check(token)
-        if problem is not None:
-            self._error(problem, enforced=True)
+        if not self._authorized(params):
             return
         if self.command == "POST" and not override:
             self._error("605")
@@ -323,20 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
         if override and has_body and "x-www-form-urlencoded" not in content_type:
             self._error("612")
             return
-        if in_flight > sim.max_concurrency:
-            self._error("615", enforced=True)
+        if not self._within_limits(in_flight):
             return
-        if not sim.limits.admit_rate(sim.rate_limit_calls, sim.rate_limit_window_s):
-            message = cat.error_message(
-                "606", calls=sim.rate_limit_calls, window=_number(sim.rate_limit_window_s)
-            )
-            self._error("606", message, enforced=True)
-            return
-        if not sim.limits.admit_quota(sim.daily_quota, sim.clock.now()):
-            self._error("607", cat.error_message("607", quota=sim.daily_quota), enforced=True)
-            return
-        if sim.latency_s > 0:
-            time.sleep(sim.latency_s)
         handler = ROUTES.get(path)
         if handler is None:
             self._error("610")
@@ -408,6 +392,118 @@ class _Handler(BaseHTTPRequestHandler):
             envelope=False,
         )
 
+    def _draw_fault(self, path: str) -> str | None:
+        """The fault for this call; already answered unless None, no_result or bad_record."""
+        sim = self.server.sim
+        injected = sim.script.take(path)
+        kind = injected if injected is not None else sim.faults.draw()
+        if kind == "slow":
+            sim.counter_book.injected_only("slow")
+            time.sleep(sim.faults.slow_s)
+            return None
+        if kind is not None and kind not in ("no_result", "bad_record"):
+            self._fault(kind)
+        return kind
+
+    def _authorized(self, params: Params) -> bool:
+        """Check the access token; answer 601/602 and return False when it fails."""
+        sim = self.server.sim
+        token = self._access_token(params)
+        if token is None:
+            self._error("601", "Access token not specified", enforced=True)
+            return False
+        problem = sim.tokens.check(token)
+        if problem is not None:
+            self._error(problem, enforced=True)
+            return False
+        return True
+
+    def _within_limits(self, in_flight: int) -> bool:
+        """Concurrency, rate and daily quota (615, 606, 607); then the configured latency."""
+        sim = self.server.sim
+        if in_flight > sim.max_concurrency:
+            self._error("615", enforced=True)
+            return False
+        if not sim.limits.admit_rate(sim.rate_limit_calls, sim.rate_limit_window_s):
+            message = cat.error_message(
+                "606", calls=sim.rate_limit_calls, window=_number(sim.rate_limit_window_s)
+            )
+            self._error("606", message, enforced=True)
+            return False
+        if not sim.limits.admit_quota(sim.daily_quota, sim.clock.now()):
+            self._error("607", cat.error_message("607", quota=sim.daily_quota), enforced=True)
+            return False
+        if sim.latency_s > 0:
+            time.sleep(sim.latency_s)
+        return True
+
+    def _bulk(self, path: str, params: Params, in_flight: int) -> None:
+        """Bulk export calls: same faults, token and limits as REST; JSON bodies; files."""
+        sim = self.server.sim
+        target = bulk.route(path)
+        kind = self._draw_fault(path)
+        if kind is not None and kind not in ("no_result", "bad_record"):
+            return
+        if not self._authorized(params) or not self._within_limits(in_flight):
+            return
+        expected_method = "GET" if target and target[0] in ("status", "file", "list") else "POST"
+        if target is None or self.command != expected_method:
+            self._error("610")
+            return
+        action, export_id = target
+        exports, owner = sim.bulk, sim.client_id
+        try:
+            if action == "file":
+                assert export_id is not None
+                answer = exports.file(sim, owner, export_id, self.headers.get("Range"))
+                self._send_file(answer)
+                return
+            if action == "create":
+                body = exports.create(sim, owner, self._raw_body)
+            elif action == "list":
+                body = exports.listing(sim, owner, params)
+            else:
+                assert export_id is not None
+                body = getattr(exports, action)(sim, owner, export_id)
+        except bulk.BulkError as exc:
+            self._error(exc.code, exc.message)
+            return
+        if kind == "no_result":
+            sim.counter_book.error("no_result", injected="no_result")
+            body = {"success": True}
+        self._json(200, body)
+
+    def _send_file(self, answer: bulk.FileAnswer) -> None:
+        """Stream a byte range from disk; a ``break_after`` answer stops early and resets."""
+        book = self.server.sim.counter_book
+        if answer.path is None:
+            book.error("HTTP404")
+            self._send(404, b"Not Found", "text/plain")
+            return
+        self.send_response(answer.status)
+        self.send_header("Content-Type", "text/csv;charset=UTF-8")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(answer.length))
+        if answer.status == 206:
+            self.send_header("Content-Range", f"bytes {answer.start}-{answer.end}/{answer.total}")
+        self.end_headers()
+        left = answer.length if answer.break_after is None else answer.break_after
+        if answer.status == 206:
+            book.add("bulk_range_answers")
+        with answer.path.open("rb") as source:
+            source.seek(answer.start)
+            while left > 0:
+                chunk = source.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                book.add("bulk_bytes_served", len(chunk))
+                left -= len(chunk)
+        if answer.break_after is not None:
+            book.error("reset", injected="broken_download")
+            self.wfile.flush()
+            self._fault("drop")
+
     # ------------------------------------------------------------ pieces
     def _access_token(self, params: Params) -> str | None:
         header = self.headers.get("Authorization", "")
@@ -428,6 +524,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(413, b"", "text/plain")
             return None, content_type
         raw = self.rfile.read(length) if length else b""
+        self._raw_body = raw
         if raw and "x-www-form-urlencoded" in content_type:
             return parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True), content_type
         return {}, content_type
@@ -439,8 +536,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault(self, kind: str) -> None:
         book = self.server.sim.counter_book
-        if kind == "reset":
-            book.error("reset", injected="reset")
+        if kind in ("reset", "drop"):
+            if kind == "reset":
+                book.error("reset", injected="reset")
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.setsockopt(

@@ -1,0 +1,34 @@
+"""Backfills through Marketo's Bulk Activity Extract API.
+
+A first sync of years of activities through REST pages costs one call per 300 rows; a bulk
+export job returns up to 31 days of rows in one file for a handful of calls (create, enqueue,
+a few status polls, the download). This package plans the windows, runs the jobs, downloads
+and verifies their files and turns each CSV row into exactly the record the REST path emits.
+It talks HTTP only through ``BulkTransport`` (transport.py), so the tap's own transport
+(limiter, budget, auth, retries) or a plain one (tests, benchmarks) can carry it.
+
+Modules: ``windows`` (planning), ``transport`` (the interface and a plain implementation),
+``tap_transport`` (the same over the tap's connection), ``jobs`` (create/enqueue/status/cancel
+and their errors), ``download`` (Range resume and SHA-256), ``csvfile`` (streaming parse into
+REST-shaped rows), ``backfill`` (the per-window loop and its state), ``cache`` (one file per
+window shared by the type groups), ``handover`` (bulk first, REST after, through
+``PartitionSync``), ``stream_pass`` (the step ``activities`` calls), ``signals``, ``errors``.
+"""
+
+from tap_marketo_activities.bulk.backfill import BackfillSettings, BulkBackfill, BulkStats
+from tap_marketo_activities.bulk.signals import Terminated, terminate_as_exception
+from tap_marketo_activities.bulk.transport import BulkTransport, PlainBulkTransport
+from tap_marketo_activities.bulk.windows import Window, backfill_end, plan_windows
+
+__all__ = [
+    "BackfillSettings",
+    "BulkBackfill",
+    "BulkStats",
+    "BulkTransport",
+    "PlainBulkTransport",
+    "Terminated",
+    "Window",
+    "backfill_end",
+    "plan_windows",
+    "terminate_as_exception",
+]

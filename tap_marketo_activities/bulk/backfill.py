@@ -1,0 +1,442 @@
+"""One partition's bulk backfill: window after window, job after job, rows out.
+
+For each window (windows.py) the backfill creates an export job for every activity type of
+the partition, enqueues it (waiting while the instance's queue is full), polls it on a growing
+interval, downloads the file (Range resume), verifies it (SHA-256) and only then reads it,
+yielding records in exactly the REST path's shape.
+
+State, under ``"bulk"`` in the partition's state dict (updated in place, so the caller's next
+STATE message carries it):
+
+- ``done_until``: the end of the last finished window; a resumed backfill starts there and
+  never reads a finished window again;
+- ``job``: the window in progress: its ``exportId``, window edges and ``rows_done`` (rows of
+  its file already yielded). A run killed inside a window reuses the job if Marketo still
+  has it (jobs and files live for days) and skips the rows it already yielded; if Marketo no
+  longer has it, a new job is created and the window is read again from its first row.
+
+A job queued by this run is cancelled when the run is interrupted (Ctrl-C, or SIGTERM, which
+raises ``signals.Terminated`` while a job is awaited or downloaded): it would otherwise hold
+one of the instance's 10 queue places and spend export quota on a file nobody reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+import time
+import typing as t
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tap_marketo_activities.bulk import csvfile, download
+from tap_marketo_activities.bulk.errors import (
+    BulkApiError,
+    FileNotReady,
+    JobFailed,
+    JobGone,
+    QueueFull,
+)
+from tap_marketo_activities.bulk.jobs import (
+    CANCELLED,
+    CREATED,
+    FAILED,
+    PENDING,
+    ExportJobs,
+    JobStatus,
+    poll_waits,
+)
+from tap_marketo_activities.bulk.signals import Terminated, terminate_as_exception
+from tap_marketo_activities.bulk.windows import Window, backfill_end, plan_windows
+from tap_marketo_activities.errors import StateError
+from tap_marketo_activities.records import activity_record, format_datetime, parse_datetime
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from tap_marketo_activities.bulk.cache import ExportCache
+    from tap_marketo_activities.bulk.transport import BulkTransport
+
+STATE_KEY = "bulk"
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BackfillSettings:
+    """How a backfill behaves; the defaults follow Adobe's advice for real instances."""
+
+    settle: dt.timedelta = dt.timedelta(minutes=15)
+    max_span: dt.timedelta = dt.timedelta(days=31)
+    poll_initial_s: float = 30.0
+    poll_factor: float = 1.5
+    poll_max_s: float = 300.0
+    max_job_wait_s: float = 12 * 3600.0
+    max_queue_wait_s: float = 6 * 3600.0
+    file_not_ready_retries: int = 10
+    max_download_breaks: int = 10
+    work_dir: Path | None = None
+
+
+@dataclass
+class BulkStats:
+    """What bulk cost this run (added to the run summary)."""
+
+    jobs: int = 0
+    bytes: int = 0
+    rows: int = 0
+    wait_s: float = 0.0
+    windows: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"bulk jobs {self.jobs}, {self.bytes / _MB:.1f} MB, {self.rows} rows, "
+            f"waited on jobs {self.wait_s:.1f} s"
+        )
+
+
+@dataclass
+class _JobRef:
+    export_id: str
+    window: Window
+    rows_done: int = 0
+    queued_here: bool = False
+
+    def to_state(self) -> dict[str, t.Any]:
+        return {
+            "exportId": self.export_id,
+            "startAt": format_datetime(self.window.start),
+            "endAt": format_datetime(self.window.end),
+            "rows_done": self.rows_done,
+        }
+
+
+@dataclass
+class BulkBackfill:
+    """Runs one partition's backfill; ``records()`` yields what the REST path would."""
+
+    transport: BulkTransport
+    type_ids: Sequence[int]
+    type_names: Mapping[int, str]
+    state: dict[str, t.Any]
+    settings: BackfillSettings = field(default_factory=BackfillSettings)
+    stats: BulkStats = field(default_factory=BulkStats)
+    logger: logging.Logger = field(
+        default_factory=lambda: logging.getLogger("tap_marketo_activities.bulk")
+    )
+    sleep: Callable[[float], None] = time.sleep
+    server_now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    label: str = "activities"
+    #: Types the export jobs ask for (default: ``type_ids``); rows of other types are skipped.
+    job_type_ids: Sequence[int] | None = None
+    cache: ExportCache | None = None
+    #: Called right after a job is created and saved in ``state`` (the tap writes its state).
+    on_job_created: Callable[[Window, str], None] = lambda window, export_id: None
+    _active: _JobRef | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.jobs = ExportJobs(self.transport, clock=self.server_now)
+        self.job_types = sorted(set(self.job_type_ids or ()) | set(self.type_ids))
+
+    # ------------------------------------------------------------------ state
+    @property
+    def _bulk_state(self) -> dict[str, t.Any]:
+        value = self.state.setdefault(STATE_KEY, {})
+        if not isinstance(value, dict):
+            self._bad_state("bulk", "is not an object")
+        return value
+
+    def _bad_state(self, name: str, problem: str) -> t.NoReturn:
+        msg = (
+            f"State for {self.label}: '{name}' {problem}. Remove the 'bulk' entry of this "
+            "partition from the state to restart its backfill."
+        )
+        raise StateError(msg)
+
+    def done_until(self) -> dt.datetime | None:
+        """The end of the last finished window, if any."""
+        raw = self._bulk_state.get("done_until")
+        if raw is None:
+            return None
+        try:
+            return parse_datetime(str(raw))
+        except ValueError:
+            self._bad_state("bulk.done_until", f"is not a date-time ({raw!r})")
+
+    def _saved_job(self) -> _JobRef | None:
+        raw = self._bulk_state.get("job")
+        if raw is None:
+            return None
+        try:
+            return _JobRef(
+                export_id=str(raw["exportId"]),
+                window=Window(parse_datetime(raw["startAt"]), parse_datetime(raw["endAt"])),
+                rows_done=int(raw.get("rows_done", 0)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self._bad_state("bulk.job", f"is not a saved export job ({raw!r})")
+
+    def _reusable(self, start: dt.datetime, end: dt.datetime) -> _JobRef | None:
+        """A job for the window starting at ``start``: this partition's, or one shared with it.
+
+        Partitions that backfill together share each window's job; its id is written into
+        every such partition's state when it is created (``shared``), so a partition that
+        had not reached the window when a run stopped reuses it instead of creating another.
+        """
+        saved = self._saved_job()
+        if saved is not None and saved.window.start == start and saved.window.end <= end:
+            return saved
+        shared = self._bulk_state.get("shared") or {}
+        entry = shared.get(format_datetime(start)) if isinstance(shared, dict) else None
+        if not isinstance(entry, dict):
+            return None
+        try:
+            stop = parse_datetime(str(entry["endAt"]))
+            export_id = str(entry["exportId"])
+        except (KeyError, ValueError):
+            self._bad_state("bulk.shared", f"holds an unreadable job ({entry!r})")
+        return _JobRef(export_id, Window(start, stop)) if stop <= end else None
+
+    def _save_job(self, job: _JobRef | None) -> None:
+        self._bulk_state["job"] = job.to_state() if job is not None else None
+
+    # ------------------------------------------------------------------ the run
+    def end_for(self, run_started: dt.datetime) -> dt.datetime:
+        return backfill_end(run_started, self.settings.settle)
+
+    def records(self, start: dt.datetime, end: dt.datetime) -> Iterator[dict[str, t.Any]]:
+        """Every row stamped ``start <= activityDate < end``, window by window.
+
+        Resumes after ``done_until`` and inside a saved window's job. Interrupted by Ctrl-C
+        or ``Terminated``, it cancels the job it has queued and forgets it.
+        """
+        done = self.done_until()
+        if done is not None:
+            start = max(start, done)
+        try:
+            while start < end.replace(microsecond=0):
+                reusable = self._reusable(start, end)
+                if reusable is None:
+                    window = plan_windows(start, end, self.settings.max_span)[0]
+                    yield from self._window(window, None)
+                else:
+                    window = reusable.window
+                    yield from self._window(window, reusable)
+                start = window.end
+        except (KeyboardInterrupt, Terminated):
+            self._cancel_active()
+            raise
+
+    def _window(self, window: Window, saved: _JobRef | None) -> Iterator[dict[str, t.Any]]:
+        waited_from = self.stats.wait_s
+        with tempfile.TemporaryDirectory(
+            prefix="tap-marketo-bulk-", dir=self.settings.work_dir
+        ) as tmp:
+            job, path, size = self._file_for(window, saved, Path(tmp))
+            what = f"bulk export {job.export_id} ({self.label}, {window.label()})"
+            wanted = frozenset(self.type_ids)
+            rows = 0
+            entry: dict[str, t.Any] = self._bulk_state["job"]  # one key per row: cheap
+            for number, row in enumerate(csvfile.rest_rows(path, what=what), start=1):
+                if number <= job.rows_done:
+                    continue
+                record = activity_record(row, type_names=self.type_names, request_id=what)
+                job.rows_done = entry["rows_done"] = number
+                if record["activityTypeId"] in wanted and window.contains(
+                    parse_datetime(record["activityDate"])
+                ):
+                    rows += 1
+                    self.stats.rows += 1
+                    yield record
+        self._active = None
+        self._save_job(None)
+        self._bulk_state["done_until"] = format_datetime(window.end)
+        shared = self._bulk_state.get("shared")
+        if isinstance(shared, dict):
+            shared.pop(format_datetime(window.start), None)
+            if not shared:
+                del self._bulk_state["shared"]
+        self.stats.windows += 1
+        self.logger.info(
+            "Bulk backfill of %s: window %s done: %d rows, %.1f MB, waited %.0f s on the job.",
+            self.label,
+            window.label(),
+            rows,
+            size / _MB,
+            self.stats.wait_s - waited_from,
+        )
+
+    # ------------------------------------------------------------------ jobs
+    def _file_for(
+        self, window: Window, saved: _JobRef | None, tmp: Path
+    ) -> tuple[_JobRef, Path, int]:
+        """The window's verified file: from this run's cache, or from a (reused) job."""
+        types = self.job_types
+        cached = self.cache.get(window, types) if self.cache is not None else None
+        if cached is not None and (saved is None or saved.export_id == cached.export_id):
+            job = saved or _JobRef(cached.export_id, window)
+            self._save_job(job)
+            self.logger.info(
+                "%s: reading bulk export %s, downloaded earlier in this run.",
+                self.label,
+                cached.export_id,
+            )
+            return job, cached.path, cached.size
+        with terminate_as_exception():  # waiting on Marketo: SIGTERM cancels the job
+            job, status = self._ready_job(window, saved)
+        self._save_job(job)  # a shared job becomes this partition's own
+        self._active = None  # Completed: nothing left to cancel
+        what = f"bulk export {job.export_id} ({self.label}, {window.label()})"
+        path = tmp / "export.csv"
+        with terminate_as_exception():
+            size = self._download(job, status, path, what)
+        download.verify(path, status.checksum, what=what)
+        self.stats.bytes += size
+        if self.cache is not None:
+            path = self.cache.put(window, types, job.export_id, path).path
+        return job, path, size
+
+    def _ready_job(self, window: Window, saved: _JobRef | None) -> tuple[_JobRef, JobStatus]:
+        """A Completed job for ``window``: the saved one if Marketo still has it, else new."""
+        if saved is not None:
+            try:
+                status = self.jobs.status(saved.export_id)
+            except BulkApiError as exc:
+                self.logger.info(
+                    "Bulk export %s saved in the state is gone (%s); creating it again.",
+                    saved.export_id,
+                    exc,
+                )
+            else:
+                if status.status in (FAILED, CANCELLED):
+                    self.logger.info(
+                        "Bulk export %s saved in the state is %s; creating it again.",
+                        saved.export_id,
+                        status.status,
+                    )
+                else:
+                    self.logger.info(
+                        "Resuming bulk export %s (%s) for %s, %d rows already sent.",
+                        saved.export_id,
+                        status.status,
+                        window.label(),
+                        saved.rows_done,
+                    )
+                    return saved, self._until_completed(saved, status)
+        status = self.jobs.create(window, self.job_types)
+        self.stats.jobs += 1
+        job = _JobRef(status.export_id, window)
+        self._save_job(job)
+        self.on_job_created(window, job.export_id)  # persisted now: a killed run reuses it
+        self.logger.info(
+            "Created bulk export %s for %s (%s).", job.export_id, self.label, window.label()
+        )
+        return job, self._until_completed(job, status)
+
+    def _until_completed(self, job: _JobRef, status: JobStatus) -> JobStatus:
+        self._active = job
+        if status.status == CREATED:
+            status = self._enqueue(job)
+        waits = poll_waits(
+            self.settings.poll_initial_s, self.settings.poll_factor, self.settings.poll_max_s
+        )
+        waited = 0.0
+        while status.status in PENDING:
+            if waited >= self.settings.max_job_wait_s:
+                msg = (
+                    f"Bulk export {job.export_id} for {self.label} is still {status.status} "
+                    f"after {waited / 60:.0f} min; the next run picks it up again."
+                )
+                raise JobGone(msg)
+            pause = next(waits)
+            self._wait(pause)
+            waited += pause
+            status = self.jobs.status(job.export_id)
+        if status.status == FAILED:
+            self._save_job(None)
+            msg = (
+                f"Bulk export {job.export_id} for {self.label} ({job.window.label()}) failed: "
+                f"{status.error_msg or 'Marketo gave no errorMsg'}. The next run creates it "
+                "again; set backfill_method to rest if it keeps failing."
+            )
+            raise JobFailed(msg)
+        if status.status == CANCELLED:
+            self._save_job(None)
+            msg = (
+                f"Bulk export {job.export_id} for {self.label} ({job.window.label()}) was "
+                "cancelled outside this run; the next run creates it again."
+            )
+            raise JobGone(msg)
+        return status
+
+    def _enqueue(self, job: _JobRef) -> JobStatus:
+        waits = poll_waits(
+            self.settings.poll_initial_s, self.settings.poll_factor, self.settings.poll_max_s
+        )
+        waited = 0.0
+        while True:
+            try:
+                status = self.jobs.enqueue(job.export_id)
+            except QueueFull as exc:
+                if waited >= self.settings.max_queue_wait_s:
+                    msg = (
+                        f"Marketo's bulk queue stayed full for {waited / 60:.0f} min ({exc}); "
+                        "other integrations hold its 10 places. The next run tries again."
+                    )
+                    raise JobGone(msg) from None
+                pause = next(waits)
+                self.logger.info(
+                    "Marketo's bulk export queue is full (%s); waiting %.0f s for a place.",
+                    exc,
+                    pause,
+                )
+                self._wait(pause)
+                waited += pause
+                continue
+            job.queued_here = True
+            return status
+
+    def _download(self, job: _JobRef, status: JobStatus, path: Path, what: str) -> int:
+        tries = 0
+        while True:
+            try:
+                return download.fetch(
+                    self.transport,
+                    self.jobs.file_path(job.export_id),
+                    path,
+                    max_breaks=self.settings.max_download_breaks,
+                    on_break=lambda at, why: self.logger.info(
+                        "%s: download broke at byte %d (%s); resuming from there.", what, at, why
+                    ),
+                )
+            except FileNotReady:
+                tries += 1
+                if tries > self.settings.file_not_ready_retries:
+                    msg = (
+                        f"{what}: Marketo reports it {status.status} but its file still "
+                        f"answers 404 after {tries} tries; the next run tries again."
+                    )
+                    raise JobGone(msg) from None
+                self.logger.info("%s: the file is not served yet (404); waiting.", what)
+                self._wait(self.settings.poll_initial_s)
+
+    def _wait(self, seconds: float) -> None:
+        self.sleep(seconds)
+        self.stats.wait_s += seconds
+
+    def _cancel_active(self) -> None:
+        job = self._active
+        if job is None or not job.queued_here:
+            return
+        try:
+            status = self.jobs.cancel(job.export_id)
+        except Exception as exc:
+            self.logger.warning("Could not cancel bulk export %s: %s", job.export_id, exc)
+            return
+        self._save_job(None)
+        self._active = None
+        self.logger.info(
+            "Cancelled bulk export %s (%s) because the tap is stopping.",
+            job.export_id,
+            status.status,
+        )

@@ -1,0 +1,80 @@
+"""Verified export files of one run, shared by the partitions of ``activities``.
+
+``activities`` reads its types in partitions of at most 10 (REST's limit per call), but an
+export job takes any number of types. So the first partition to need a window creates one
+job for the types of every partition starting from the same point, downloads and verifies
+its file once, and the others read the same file (each keeps its own types' rows): one job
+per window, not one per group. Files live in a temporary directory removed at the end of the
+run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import TracebackType
+
+    from tap_marketo_activities.bulk.windows import Window
+
+
+@dataclass(frozen=True)
+class CachedExport:
+    export_id: str
+    path: Path
+    size: int
+
+
+class ExportCache:
+    """Files by (window, job types); a context manager that removes them on exit."""
+
+    def __init__(self, work_dir: Path | None = None) -> None:
+        self._work_dir = work_dir
+        self._dir: Path | None = None
+        self._files: dict[tuple[str, str, frozenset[int]], CachedExport] = {}
+        self._fresh_types: frozenset[int] | None = None
+
+    def __enter__(self) -> ExportCache:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        self._files.clear()
+
+    def fresh_types(self, compute: Callable[[], Iterable[int]]) -> frozenset[int]:
+        """Types of the partitions with no bookmark, as first computed in this run."""
+        if self._fresh_types is None:
+            self._fresh_types = frozenset(compute())
+        return self._fresh_types
+
+    @staticmethod
+    def _key(window: Window, types: Iterable[int]) -> tuple[str, str, frozenset[int]]:
+        return window.start.isoformat(), window.end.isoformat(), frozenset(types)
+
+    def get(self, window: Window, types: Iterable[int]) -> CachedExport | None:
+        return self._files.get(self._key(window, types))
+
+    def put(self, window: Window, types: Iterable[int], export_id: str, src: Path) -> CachedExport:
+        """Move a verified file into the cache and remember it."""
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="tap-marketo-exports-", dir=self._work_dir))
+        path = self._dir / f"{export_id}.csv"
+        shutil.move(src, path)
+        entry = CachedExport(export_id, path, path.stat().st_size)
+        self._files[self._key(window, types)] = entry
+        return entry
