@@ -249,25 +249,28 @@ class TapMarketoActivities(Tap):
     ) -> None:
         # Settings are read and checked here (settings.py), not by the SDK: its messages
         # print values (secrets included) and a bad environment value ends in a traceback.
-        # Before the SDK's own set-up: it discovers the streams, and discovery may already
-        # start the simulator (a resource this run must stop) and count types.json's call.
+        # All of it happens before the SDK's own set-up, which discovers the streams (a
+        # types.json call, and the simulator started in simulator mode): bad settings and
+        # a bad state are refused before any call.
         self._max_lateness = dt.timedelta()
         self._resources = contextlib.ExitStack()
+        if isinstance(kwargs.get("state"), dict):
+            check_state(kwargs["state"])
         settings = read_config(config)
         if parse_env_config:
             settings.update(env_settings(self.config_jsonschema))
+        if validate_config:  # the SDK's --discover builds the tap without validation
+            schema = dict(self.config_jsonschema)
+            self.append_builtin_config(schema)
+            errors = schema_errors(schema, settings)
+            if errors:
+                raise ConfigValidationError(errors[0], errors=errors)
+            check_settings(settings)
         super().__init__(config=settings, parse_env_config=False, validate_config=False, **kwargs)
         if threading.current_thread() is threading.main_thread():
             # The SDK's handler exits 0 on SIGTERM, so a scheduler records a stopped run
             # as a success; ours replaces it and exits 128 + the signal's number.
             signal.signal(signal.SIGTERM, self._stop_on_signal)
-        if validate_config:  # the SDK's --discover builds the tap without validation
-            schema = dict(self.config_jsonschema)
-            self.append_builtin_config(schema)
-            errors = schema_errors(schema, self.config)
-            if errors:
-                raise ConfigValidationError(errors[0], errors=errors)
-            self._check_config()
         TapMarketoActivities._runs.append(self)
 
     def _stop_on_signal(self, signum: int, frame: t.Any) -> t.NoReturn:
@@ -287,41 +290,6 @@ class TapMarketoActivities(Tap):
     def simulated(self) -> bool:
         """True when the run talks to the built-in simulator."""
         return bool(self.config.get("simulator"))
-
-    def _check_config(self, *, for_sync: bool = True) -> None:
-        """Everything a first request would trip over, reported before it is made.
-
-        Discovery (``for_sync=False``) calls Marketo for the activity types but reads no
-        rows, so it needs the connection settings and not ``start_date``.
-        """
-        config = self.config
-        errors: list[str] = []
-        if not self.simulated:
-            for name in ("client_id", "client_secret", "base_url"):
-                if not config.get(name):
-                    errors.append(
-                        f"{name} is required (set it, or set simulator: true to try the tap "
-                        "without a Marketo instance)."
-                    )
-            if config.get("base_url"):
-                try:
-                    check_base_url(str(config["base_url"]))
-                except ConfigError as exc:
-                    errors.append(str(exc))
-            if for_sync and not config.get("start_date"):
-                errors.append(
-                    "start_date is required: an ISO 8601 date-time with a zone, e.g. "
-                    "2024-01-01T00:00:00Z, or a date alone (midnight UTC)."
-                )
-        if config.get("start_date"):
-            try:
-                start_date_value(str(config["start_date"]))
-            except ValueError as exc:
-                errors.append(str(exc))
-        if "lead_change_fields" in config and not config["lead_change_fields"]:
-            errors.append("lead_change_fields needs at least one lead field (REST API name).")
-        if errors:
-            raise ConfigValidationError(errors[0], errors=errors)
 
     @property
     def start_date(self) -> dt.datetime:
@@ -426,7 +394,7 @@ class TapMarketoActivities(Tap):
         """
         # The SDK discovers while it is still being constructed; no call leaves before the
         # settings are known to be sound (a plain-HTTP base_url must never get the secret).
-        self._check_config(for_sync=False)
+        check_settings(self.config, for_sync=False)
         streams: list[Stream] = [
             self.types_stream,
             ActivitiesStream(self),
@@ -534,6 +502,41 @@ def _checked_json(handle: t.IO[str] | None, option: str) -> t.IO[str] | None:
     if handle is None:
         return None
     return io.StringIO(json.dumps(read_json_option(handle, option)))
+
+
+def check_settings(config: t.Mapping[str, t.Any], *, for_sync: bool = True) -> None:
+    """Everything a first request would trip over, reported before it is made.
+
+    Discovery (``for_sync=False``) calls Marketo for the activity types but reads no
+    rows, so it needs the connection settings and not ``start_date``.
+    """
+    errors: list[str] = []
+    if not config.get("simulator"):
+        for name in ("client_id", "client_secret", "base_url"):
+            if not config.get(name):
+                errors.append(
+                    f"{name} is required (set it, or set simulator: true to try the tap "
+                    "without a Marketo instance)."
+                )
+        if config.get("base_url"):
+            try:
+                check_base_url(str(config["base_url"]))
+            except ConfigError as exc:
+                errors.append(str(exc))
+        if for_sync and not config.get("start_date"):
+            errors.append(
+                "start_date is required: an ISO 8601 date-time with a zone, e.g. "
+                "2024-01-01T00:00:00Z, or a date alone (midnight UTC)."
+            )
+    if config.get("start_date"):
+        try:
+            start_date_value(str(config["start_date"]))
+        except ValueError as exc:
+            errors.append(str(exc))
+    if "lead_change_fields" in config and not config["lead_change_fields"]:
+        errors.append("lead_change_fields needs at least one lead field (REST API name).")
+    if errors:
+        raise ConfigValidationError(errors[0], errors=errors)
 
 
 __all__ = ["IncrementalStream", "TapMarketoActivities"]
