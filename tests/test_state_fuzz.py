@@ -248,12 +248,13 @@ def test_valid_base_state_is_accepted():
     assert judge(text)[0] == "accepted"
 
 
-def _pick(count: int, want: str) -> list[tuple[int, str]]:
+def _pick(count: int, want: str) -> list[Any]:
     """The first ``count`` mutated documents with the wanted verdict (small enough to log)."""
     picked = []
     for index, text in documents(60):
         if index % 25 and judge(text)[0].startswith(want) and len(text) < 2_000_000:
-            picked.append((index, text))
+            # A short id: pytest puts the id in every subprocess's environment.
+            picked.append(pytest.param(index, text, id=f"document{index}"))
             if len(picked) == count:
                 break
     return picked
