@@ -4,21 +4,31 @@
 #
 #   bash .ci/install_meltano.sh      prints the path of the `meltano` executable on stdout
 #
-# Idempotent: an existing venv with the wanted version is reused. uv, when it can be had, makes
-# the install take a few seconds instead of half a minute.
+# Everything goes under the checkout's .test-cache/ (gitignored; delete it to undo): the venv in
+# .test-cache/meltano, uv's download cache in .test-cache/uv. Nothing is written to the home
+# folder. Idempotent: an existing venv with the wanted version is reused. Safe to call from
+# several pytest-xdist workers at once (a lock file serialises them). uv, when it can be had,
+# makes the install take a few seconds instead of half a minute.
 #
-# Knobs (environment): TAP_MARKETO_MELTANO_VENV (default ~/.cache/tap-marketo-activities/meltano),
-# TAP_MARKETO_MELTANO_VERSION (default 4.4.1), PYTHON (default python3).
+# Knobs (environment): TAP_MARKETO_MELTANO_VENV (default <checkout>/.test-cache/meltano),
+# TAP_MARKETO_MELTANO_VERSION (default 4.4.1), PYTHON (default python3), UV_CACHE_DIR (default
+# <checkout>/.test-cache/uv).
 set -euo pipefail
 
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VERSION="${TAP_MARKETO_MELTANO_VERSION:-4.4.1}"
-VENV="${TAP_MARKETO_MELTANO_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/tap-marketo-activities/meltano}"
+VENV="${TAP_MARKETO_MELTANO_VENV:-$ROOT/.test-cache/meltano}"
 PYTHON="${PYTHON:-python3}"
 MELTANO="$VENV/bin/meltano"
+export UV_CACHE_DIR="${UV_CACHE_DIR:-$ROOT/.test-cache/uv}"
 
 installed_version() {
   "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("meltano"))' 2>/dev/null
 }
+
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
 
 if [[ -x "$MELTANO" ]] && [[ "$(installed_version)" == "$VERSION" ]]; then
   echo "$MELTANO"
@@ -27,13 +37,12 @@ fi
 
 echo "install_meltano.sh: installing meltano $VERSION into $VENV" >&2
 rm -rf "$VENV"
-mkdir -p "$(dirname "$VENV")"
 "$PYTHON" -m venv "$VENV"
 if command -v uv >/dev/null; then
   UV="$(command -v uv)"
 else
   # Meltano depends on uv anyway; installing it first lets it install the rest quickly.
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check uv >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir uv >&2
   UV="$VENV/bin/uv"
 fi
 # Compile bytecode now: with PYTHONDONTWRITEBYTECODE set (as on some CI machines) every meltano

@@ -5,12 +5,18 @@
 #                                      then initialise (once) and start (if stopped) the cluster
 #   bash .ci/postgres.sh --no-install  the same, but fail instead of calling apt-get
 #   bash .ci/postgres.sh --stop        stop the cluster (its files stay for the next start)
+#   bash .ci/postgres.sh --install-only  install the server from Debian packages if it is missing
+#                                      and do nothing else (what .ci/run does: the tests start
+#                                      a cluster of their own in a temporary folder, and stop
+#                                      it and remove the folder when the session ends)
 #
 # Safe to call any number of times: a running cluster is left alone, an existing one is started.
 # On success it prints the connection settings as `export TAP_MARKETO_TEST_PG_*=...` lines, so
 # `eval "$(bash .ci/postgres.sh)"` sets them in the calling shell, and writes the same lines to
-# "$TAP_MARKETO_TEST_PG_DIR/env.sh" for later shells. tests/test_meltano.py uses the variables
-# when they are set and otherwise calls this script itself (with --no-install unless CI is set).
+# "$TAP_MARKETO_TEST_PG_DIR/env.sh" for later shells. The tests use a server named by those
+# variables when they are set (and leave it running: it is not theirs); otherwise the session's
+# `postgres` fixture (tests/conftest.py) calls this script with a temporary TAP_MARKETO_TEST_PG_DIR
+# and a free port (with --no-install unless CI is set), and calls --stop at the end.
 #
 # Knobs (environment): TAP_MARKETO_TEST_PG_DIR (default /tmp/tap-marketo-activities-pg),
 # TAP_MARKETO_TEST_PG_PORT (default 55432; another port is picked if that one is taken by a
@@ -32,7 +38,8 @@ case "${1:-}" in
   "") ;;
   --no-install) mode=no-install ;;
   --stop) mode=stop ;;
-  *) echo "usage: $0 [--no-install|--stop]" >&2; exit 2 ;;
+  --install-only) mode=install-only ;;
+  *) echo "usage: $0 [--no-install|--stop|--install-only]" >&2; exit 2 ;;
 esac
 
 say() { echo "postgres.sh: $*" >&2; }
@@ -74,6 +81,10 @@ if [[ -z "$BINDIR" ]]; then
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends postgresql >&2
   BINDIR="$(find_bindir)" || { say "installed postgresql but found no initdb"; exit 3; }
+fi
+if [[ "$mode" == install-only ]]; then
+  say "server binaries in $BINDIR"
+  exit 0
 fi
 
 # The server refuses to run as root: as root, run it as the 'postgres' account the package

@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import re
 import threading
+import time
 import typing as t
 
 import requests
 from singer_sdk.authenticators import OAuthAuthenticator
 from typing_extensions import override
 
-from tap_marketo_activities.errors import ConfigError, MarketoRetriable
+from tap_marketo_activities.errors import (
+    RETRIABLE_HTTP,
+    ConfigError,
+    MarketoError,
+    MarketoRetriable,
+)
 
 _SECRET_IN_TEXT = re.compile(r"(client_secret|access_token)=[^&\s\"']+")
 
@@ -60,6 +67,9 @@ class MarketoAuthenticator(OAuthAuthenticator):
         client_id: str,
         client_secret: str,
         timeout: float,
+        max_tries: int = 1,
+        retry_base_s: float = 1.0,
+        on_retry: t.Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(
             auth_endpoint=f"{identity_url}/oauth/token",
@@ -71,6 +81,11 @@ class MarketoAuthenticator(OAuthAuthenticator):
         # `auth`, and an identity call through it would try to authenticate itself.
         self._http = requests.Session()
         self._timeout = timeout
+        # The same retry policy as every REST call (max_retries, retry_base_seconds): a
+        # token is fetched where the SDK prepares a request, outside its backoff.
+        self._max_tries = max(1, max_tries)
+        self._retry_base_s = retry_base_s
+        self._on_retry = on_retry
         self._lock = threading.Lock()
         # Our own copies: the base class keeps them in attributes it does not document.
         self._credentials = {"client_id": client_id, "client_secret": client_secret}
@@ -100,47 +115,75 @@ class MarketoAuthenticator(OAuthAuthenticator):
 
     @override
     def update_access_token(self) -> None:
-        """GET the identity endpoint; never put the URL in a message."""
+        """Fetch a token, retrying transient failures; one clear line when they are spent."""
         with self._lock:
             if self.is_token_valid():  # another thread renewed it meanwhile
                 return
-            request_time = _utc_now()
-            try:
-                response = self._http.get(
-                    self.auth_endpoint,
-                    params=self.oauth_request_body,
-                    timeout=self._timeout,
-                )
-            except requests.RequestException as exc:
-                # requests puts the full URL (with the secret) in its messages.
-                msg = f"identity call failed: {type(exc).__name__}"
-                raise MarketoRetriable(msg, cause="connection") from None
-            if response.status_code in {401, 403}:
-                msg = (
-                    f"Marketo refused the credentials (HTTP {response.status_code}): check "
-                    "client_id and client_secret (Admin > LaunchPoint > View Details)."
-                )
-                raise ConfigError(msg)
-            if response.status_code >= 500:
-                msg = f"identity endpoint answered HTTP {response.status_code}"
-                raise MarketoRetriable(msg, cause=f"HTTP {response.status_code}")
-            body = _json_or_none(response)
-            if (
-                response.status_code != 200
-                or not isinstance(body, dict)
-                or ("access_token" not in body)
-            ):
-                msg = (
-                    f"Marketo's identity endpoint answered HTTP {response.status_code} without "
-                    "an access token: check base_url points at your instance "
-                    "(https://<munchkin-id>.mktorest.com)."
-                )
-                raise ConfigError(msg)
-            self.access_token = str(body["access_token"])
-            expires = body.get("expires_in", self._default_expiration)
-            self.expires_in = int(expires) if expires else None
-            self.last_refreshed = request_time
+            for attempt in range(1, self._max_tries + 1):
+                try:
+                    self._fetch_token()
+                    break
+                except MarketoRetriable as exc:
+                    if attempt == self._max_tries:
+                        msg = (
+                            f"Gave up on Marketo's identity endpoint after {self._max_tries} "
+                            f"attempts: {exc}. Everything delivered before this point is saved "
+                            "in the state; the next run resumes there. Raise max_retries if "
+                            "Marketo is having a long outage."
+                        )
+                        raise MarketoError(msg) from None
+                    wait = min(self._retry_base_s * 2 ** (attempt - 1), 60.0)
+                    wait += random.uniform(0, min(wait, 1.0))
+                    self.logger.warning(
+                        "Retrying the identity endpoint in %.1f s after %s (attempt %d of %d)",
+                        wait,
+                        exc,
+                        attempt,
+                        self._max_tries,
+                    )
+                    if self._on_retry:
+                        self._on_retry(f"identity {exc.cause}")
+                    time.sleep(wait)
         self.logger.info("Obtained a Marketo access token (expires in %s s)", self.expires_in)
+
+    def _fetch_token(self) -> None:
+        """GET the identity endpoint once; never put the URL in a message."""
+        request_time = _utc_now()
+        try:
+            response = self._http.get(
+                self.auth_endpoint,
+                params=self.oauth_request_body,
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            # requests puts the full URL (with the secret) in its messages.
+            msg = f"identity call failed: {type(exc).__name__}"
+            raise MarketoRetriable(msg, cause="connection") from None
+        if response.status_code in {401, 403}:
+            msg = (
+                f"Marketo refused the credentials (HTTP {response.status_code}): check "
+                "client_id and client_secret (Admin > LaunchPoint > View Details)."
+            )
+            raise ConfigError(msg)
+        if response.status_code >= 500 or response.status_code in RETRIABLE_HTTP:
+            msg = f"identity endpoint answered HTTP {response.status_code}"
+            raise MarketoRetriable(msg, cause=f"HTTP {response.status_code}")
+        body = _json_or_none(response)
+        if (
+            response.status_code != 200
+            or not isinstance(body, dict)
+            or ("access_token" not in body)
+        ):
+            msg = (
+                f"Marketo's identity endpoint answered HTTP {response.status_code} without "
+                "an access token: check base_url points at your instance "
+                "(https://<munchkin-id>.mktorest.com)."
+            )
+            raise ConfigError(msg)
+        self.access_token = str(body["access_token"])
+        expires = body.get("expires_in", self._default_expiration)
+        self.expires_in = int(expires) if expires else None
+        self.last_refreshed = request_time
 
 
 def _utc_now() -> dt.datetime:

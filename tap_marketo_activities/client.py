@@ -10,11 +10,18 @@ one of the user's ``max_retries``.
 
 from __future__ import annotations
 
+import logging
 import random
+import sys
 import typing as t
+from urllib.parse import urlsplit
 
 import requests
-from singer_sdk.exceptions import RetriableAPIError
+from singer_sdk.exceptions import (
+    AbortedSyncFailedException,
+    AbortedSyncPausedException,
+    RetriableAPIError,
+)
 from singer_sdk.pagination import BaseAPIPaginator
 from singer_sdk.streams import RESTStream
 from singer_sdk.streams.rest import HTTPRequest
@@ -33,6 +40,7 @@ from tap_marketo_activities.errors import (
     TokenRejected,
     classify,
 )
+from tap_marketo_activities.logs import quiet_sdk_notices
 from tap_marketo_activities.records import format_datetime
 from tap_marketo_activities.transport import FORM_CONTENT_TYPE, is_too_long, method_override_url
 
@@ -46,6 +54,9 @@ if t.TYPE_CHECKING:
     from tap_marketo_activities.auth import MarketoAuthenticator
     from tap_marketo_activities.tap import TapMarketoActivities
     from tap_marketo_activities.transport import MarketoConnection
+
+# How the SDK stops each stream after one record in a ``--test`` run.
+DRY_RUN_STOPS = (AbortedSyncFailedException, AbortedSyncPausedException)
 
 PAGING_TOKEN_PATH = "/v1/activities/pagingtoken.json"  # noqa: S105 (a path, not a secret)
 
@@ -77,8 +88,15 @@ class MarketoPaginator(BaseAPIPaginator[str | None]):
 
     @override
     def continue_if_empty(self, response: requests.Response) -> bool:
-        """An empty page with ``moreResult: true`` is not the end."""
-        return self.has_more(response)
+        """An empty page never ends a walk by itself: ``advance`` asks ``has_more``.
+
+        An empty page with ``moreResult: true`` is not the end, and one with ``moreResult:
+        false`` ends the walk in ``advance`` as a full page does. Answering False there would
+        end it too, but the SDK then logs "Pagination stopped after 0 pages because no
+        records were found", which reads like a problem next to our own closing line for
+        the stream (a window whose rows were all re-reads is the usual case).
+        """
+        return True
 
     @override
     def get_next(self, response: requests.Response) -> str | None:
@@ -110,10 +128,17 @@ class MarketoStream(RESTStream[str]):
     #: The only body a page walk sends is the form of ``POST ...?_method=GET``.
     payload_as_json = False
 
-    def __init__(self, tap: TapMarketoActivities) -> None:
-        super().__init__(tap)
+    def __init__(
+        self,
+        tap: TapMarketoActivities,
+        *,
+        name: str | None = None,
+        schema: dict[str, t.Any] | None = None,
+    ) -> None:
+        super().__init__(tap, name=name, schema=schema)
         #: The tap that runs this stream: the run's connection and activity types live there.
         self.tap = tap
+        quiet_sdk_notices(self.logger)
 
     @property
     def api(self) -> MarketoConnection:
@@ -190,16 +215,29 @@ class MarketoStream(RESTStream[str]):
     @override
     def validate_response(self, response: requests.Response) -> None:
         """Map HTTP statuses and Marketo's ``success: false`` envelope to actions."""
+        # Name the endpoint that refused (pagingtoken.json, types.json), not the stream's.
+        path = urlsplit(response.url).path.removeprefix(urlsplit(self.url_base).path)
+
+        def refused(code: str, message: str, request_id: str, advice: str) -> str:
+            return self.fatal_message(code, message, request_id, advice, path=path)
+
         try:
-            check_answer(response, window_s=self.api.window_s, refused=self.fatal_message)
+            check_answer(response, window_s=self.api.window_s, refused=refused)
         except TokenRejected:
             self.authenticator.invalidate()
             raise
 
-    def fatal_message(self, code: str, message: str, request_id: str, advice: str) -> str:
+    def fatal_message(
+        self, code: str, message: str, request_id: str, advice: str, path: str | None = None
+    ) -> str:
         """The one line a person reads when Marketo refuses a call for good."""
+        what = (
+            f"{self.name} ({self.path})"
+            if path in (None, self.path)
+            else f"{path} (called for stream '{self.name}')"
+        )
         text = (
-            f"Marketo refused {self.name} ({self.path}): {code} {classify(code).meaning}: "
+            f"Marketo refused {what}: {code} {classify(code).meaning}: "
             f"{message} (requestId {request_id})."
         )
         return f"{text} To fix: {advice}." if advice else text
@@ -250,6 +288,20 @@ class MarketoStream(RESTStream[str]):
             details.get("tries", 0),
             self.backoff_max_tries(),
         )
+
+    @override
+    def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
+        """Drop the SDK's "unhandled error while syncing" line where it points the wrong way.
+
+        After one of our errors the one line that says what happened follows (from the
+        tap's entry point); a ``--test`` run stops every stream after a record on purpose;
+        and a broken pipe is the target's doing, which the entry point says.
+        """
+        if message.startswith("An unhandled error occurred while syncing"):
+            error = sys.exc_info()[1]
+            if isinstance(error, (MarketoError, BrokenPipeError, *DRY_RUN_STOPS)):
+                return
+        super().log(message, *args, level=level, **kwargs)
 
     @override
     def request_decorator(self, func: t.Callable) -> t.Callable:

@@ -28,14 +28,46 @@ import typing as t
 import zlib
 from dataclasses import dataclass, field
 
-from tap_marketo_activities.errors import StateError
+from tap_marketo_activities.errors import ConfigError, StateError
 from tap_marketo_activities.records import format_datetime, parse_datetime
 
 STATE_VERSION = 1
 REPLICATION_KEY = "activityDate"
 
 _Key = int | bytes
+_T = t.TypeVar("_T")
 _MAX_EXACT = 1 << 62
+_DIGEST_BYTES = 8
+_MAX_VARINT_BYTES = 10  # 70 bits: every value the encoder writes fits
+_MAX_STAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+# Bounds on a decoded overlap set (overlap.keys or cursor.pending). The README's measured
+# load, 20,000 keys an hour with a 60-minute lookback, takes 224 KB of text with digest keys
+# (about 165 KB inflated); these allow 25 times that, and decode in well under a second.
+MAX_SET_KEYS = 500_000
+MAX_SET_BYTES = 6 * 1024 * 1024  # inflated
+MAX_SET_TEXT = 9 * 1024 * 1024  # base64 characters (zlib cannot shrink random digests)
+
+
+# How far past the server's clock a bookmark may be before it is an error (the Date header
+# has whole seconds; a bookmark is capped by the clock of the run that wrote it).
+CLOCK_TOLERANCE = dt.timedelta(seconds=60)
+# Marketo's paging tokens are tens of characters; anything near this is not one.
+MAX_TOKEN_CHARS = 65_536
+# Times a state may hold: epoch seconds stay non-negative, and a day of headroom at the
+# top keeps ``bookmark + anything`` from overflowing.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(9999, 12, 30, tzinfo=dt.timezone.utc)
+
+
+def _short(value: t.Any, limit: int = 60) -> str:
+    """``repr`` cut to one short line: a hostile state must not flood the log."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+class OverlapSetError(ValueError):
+    """An encoded overlap set that the encoder cannot have written, or one over the bounds."""
 
 
 def _normal_key(key: str) -> _Key:
@@ -53,6 +85,10 @@ def _normal_key(key: str) -> _Key:
 
 
 def _varint(value: int, out: bytearray) -> None:
+    if value < 0:
+        # A negative value would never shift down to zero: refuse instead of looping.
+        msg = f"cannot encode {value} (a time before 1970?)"
+        raise ValueError(msg)
     while True:
         byte = value & 0x7F
         value >>= 7
@@ -64,14 +100,35 @@ def _varint(value: int, out: bytearray) -> None:
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """One varint of at most 64 bits, so a crafted run of 0xFF bytes cannot build a huge int."""
     shift = value = 0
-    while True:
+    end = min(len(data), pos + _MAX_VARINT_BYTES)
+    while pos < end:
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return value, pos
         shift += 7
+    msg = "truncated" if pos >= len(data) else "a number longer than 64 bits"
+    raise OverlapSetError(msg)
+
+
+def _inflate(text: str) -> bytes:
+    """base64 then zlib, refusing anything that inflates past MAX_SET_BYTES (a zlib bomb)."""
+    if len(text) > MAX_SET_TEXT:
+        msg = f"{len(text)} characters, more than the {MAX_SET_TEXT} an overlap set may take"
+        raise OverlapSetError(msg)
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    inflater = zlib.decompressobj()
+    data = inflater.decompress(raw, MAX_SET_BYTES + 1)
+    if len(data) > MAX_SET_BYTES or inflater.unconsumed_tail:
+        msg = f"inflates to more than {MAX_SET_BYTES} bytes"
+        raise OverlapSetError(msg)
+    if not inflater.eof or inflater.unused_data:
+        msg = "not one complete zlib stream"
+        raise OverlapSetError(msg)
+    return data
 
 
 class OverlapSet:
@@ -148,31 +205,54 @@ class OverlapSet:
             _varint(stamp - previous, out)
             previous = stamp
             out += self._encode_group(stamp)
+        if len(self) > MAX_SET_KEYS or len(out) > MAX_SET_BYTES:
+            # Refused here rather than written: the next run would refuse to read it.
+            msg = (
+                f"holds {len(self)} keys ({len(out)} bytes), over the {MAX_SET_KEYS} keys or "
+                f"{MAX_SET_BYTES} bytes a state may carry"
+            )
+            raise OverlapSetError(msg)
         return base64.b64encode(zlib.compress(bytes(out), 6)).decode("ascii")
 
     @classmethod
     def decode(cls, text: str) -> OverlapSet:
-        """Inverse of :meth:`encode`; raises ValueError on anything else."""
-        data = zlib.decompress(base64.b64decode(text.encode("ascii"), validate=True))
+        """Inverse of :meth:`encode`, in time linear in the input; ValueError on anything else.
+
+        The state is input a person (or an attacker) can hand the tap, so every size is
+        checked before it is trusted: the text, the inflated bytes, each varint, each
+        count against the bytes left, the total number of keys, every stamp and number.
+        """
+        data = _inflate(text)
+        size = len(data)
         result = cls()
-        pos = stamp = 0
-        while pos < len(data):
+        pos = stamp = total = 0
+        while pos < size:
             delta, pos = _read_varint(data, pos)
             stamp += delta
+            if stamp > _MAX_STAMP:
+                msg = "a time after the year 9999"
+                raise OverlapSetError(msg)
             count, pos = _read_varint(data, pos)
+            total += count
+            if count > size - pos or total > MAX_SET_KEYS:
+                msg = f"more keys than its bytes hold or than the limit of {MAX_SET_KEYS}"
+                raise OverlapSetError(msg)
             last = 0
             for _ in range(count):
                 delta, pos = _read_varint(data, pos)
                 last += delta
+                if last >= _MAX_EXACT:
+                    msg = "a numeric key the encoder would have stored as a digest"
+                    raise OverlapSetError(msg)
                 result._put(last, stamp)
             count, pos = _read_varint(data, pos)
+            total += count
+            if count * _DIGEST_BYTES > size - pos or total > MAX_SET_KEYS:
+                msg = f"more digests than its bytes hold or than the limit of {MAX_SET_KEYS}"
+                raise OverlapSetError(msg)
             for _ in range(count):
-                digest = data[pos : pos + 8]
-                if len(digest) != 8:
-                    msg = "truncated digest"
-                    raise ValueError(msg)
-                result._put(bytes(digest), stamp)
-                pos += 8
+                result._put(data[pos : pos + _DIGEST_BYTES], stamp)
+                pos += _DIGEST_BYTES
         return result
 
 
@@ -265,11 +345,16 @@ class PartitionSync:
 
     def _read_time(self, value: t.Any, field_name: str) -> dt.datetime:
         if not isinstance(value, str):
-            self._fail(field_name, f"must be an ISO 8601 date-time string, not {value!r}")
+            self._fail(field_name, f"must be an ISO 8601 date-time string, not {_short(value)}")
         try:
-            return parse_datetime(value)
-        except ValueError:
-            self._fail(field_name, f"is not an ISO 8601 date-time with a zone: {value!r}")
+            when = parse_datetime(value)
+        except (ValueError, OverflowError):
+            self._fail(field_name, f"is not an ISO 8601 date-time with a zone: {_short(value)}")
+        if not EARLIEST <= when <= LATEST:
+            # Windows subtract the lookback and sets store epoch seconds: a year-1 bookmark
+            # would overflow mid-run, after other streams had already emitted.
+            self._fail(field_name, f"is {value!r}, outside 1970-01-01 to 9999-12-30")
+        return when
 
     def _read_bookmark(self) -> dt.datetime | None:
         value = self.state.get("replication_key_value")
@@ -277,26 +362,28 @@ class PartitionSync:
             return None
         key = self.state.get("replication_key", REPLICATION_KEY)
         if key != REPLICATION_KEY:
-            self._fail("replication_key", f"is {key!r}, expected {REPLICATION_KEY!r}")
+            self._fail("replication_key", f"is {_short(key)}, expected {REPLICATION_KEY!r}")
         return self._read_time(value, "replication_key_value")
 
     def _check_version(self, blob: t.Any, field_name: str) -> dict[str, t.Any]:
         if not isinstance(blob, dict):
             self._fail(field_name, "must be an object")
         version = blob.get("v")
-        if version != STATE_VERSION:
+        if type(version) is not int or version != STATE_VERSION:  # True == 1 in Python
             self._fail(
                 f"{field_name}.v",
-                f"is {version!r}; this tap reads state format {STATE_VERSION}",
+                f"is {_short(version)}; this tap reads state format {STATE_VERSION}",
             )
         return blob
 
     def _read_set(self, text: t.Any, field_name: str) -> OverlapSet:
         if not isinstance(text, str):
-            self._fail(field_name, "must be a string")
+            self._fail(field_name, f"must be a string, not {_short(text)}")
         try:
             return OverlapSet.decode(text)
-        except (ValueError, zlib.error, IndexError):
+        except OverlapSetError as exc:
+            self._fail(field_name, f"is not an overlap set this tap can read ({exc})")
+        except (ValueError, zlib.error):
             self._fail(field_name, "is corrupted (not an encoded overlap set)")
 
     def _read_overlap(self) -> OverlapSet:
@@ -325,6 +412,8 @@ class PartitionSync:
         token = blob.get("token")
         if not isinstance(token, str) or not token:
             self._fail("cursor.token", "must be a non-empty string")
+        if len(token) > MAX_TOKEN_CHARS:
+            self._fail("cursor.token", f"is {len(token)} characters, over {MAX_TOKEN_CHARS}")
         max_seen = blob.get("max_seen")
         return Cursor(
             token=token,
@@ -350,6 +439,29 @@ class PartitionSync:
                 checked = self._check_version(blob, "overlap")
                 self.overlap.update(self._read_set(checked.get("keys"), "overlap.keys"))
         self.window_start = self._initial_window_start()
+
+    def check_clock(self, now: dt.datetime) -> None:
+        """Refuse a bookmark (or a cursor's window) later than Marketo's clock.
+
+        No run can have delivered a row stamped after Marketo's present, so such a state
+        was edited or belongs to another instance; reading from it would return nothing
+        on every run, silently. ``now`` is the run's start by the server's ``Date``
+        header; CLOCK_TOLERANCE absorbs that header's whole seconds.
+        """
+        limit = now + CLOCK_TOLERANCE
+        for field_name, value in (
+            ("replication_key_value", self.bookmark),
+            ("cursor.window_start", self.cursor.window_start if self.cursor else None),
+        ):
+            if value is not None and value > limit:
+                msg = (
+                    f"State for {self.label}: field '{field_name}' is {format_datetime(value)}, "
+                    f"later than Marketo's clock ({format_datetime(now)}); no run can have read "
+                    "that far, and reading from there would return nothing on every run. Set "
+                    "it to the last activityDate delivered (or remove that entry to start "
+                    "from start_date). The state was left as it was."
+                )
+                raise StateError(msg)
 
     def start(self) -> Start:
         """Resume from the cursor if there is one, else read from the window start."""
@@ -409,7 +521,18 @@ class PartitionSync:
             max_seen=self.max_seen,
             pending=self.emitted,
         )
-        self.state["cursor"] = self.cursor.to_state()
+        self.state["cursor"] = self._encoding(self.cursor.to_state)
+
+    def _encoding(self, encode: t.Callable[[], _T]) -> _T:
+        """Run an encoder; a set over the bounds stops the run instead of being written."""
+        try:
+            return encode()
+        except OverlapSetError as exc:
+            msg = (
+                f"{self.label}: the overlap set {exc}, so the state could not be read back. "
+                "Lower lookback_minutes; the bookmark was not moved."
+            )
+            raise ConfigError(msg) from None
 
     def finish(self) -> None:
         """The pass reached the end: promote the bookmark, keep the overlap, drop the cursor."""
@@ -429,7 +552,7 @@ class PartitionSync:
             self.state["overlap"] = {
                 "v": STATE_VERSION,
                 "since": format_datetime(horizon),
-                "keys": self.overlap.encode(),
+                "keys": self._encoding(self.overlap.encode),
             }
         self.state.pop("cursor", None)
         self.cursor = None

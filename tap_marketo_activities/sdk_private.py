@@ -11,9 +11,12 @@ the behaviour we switch off here.
   when a run sees only late rows, and must be written together with the overlap set
   and cursor; :class:`~tap_marketo_activities.incremental.PartitionSync` owns it.
 * ``_process_record``: the SDK copies the state partition's context keys into every
-  record. Our partition key (``activity_type_ids``, a list of type ids) is how the
-  state is grouped, not data, and it would make every record carry a column that
-  changes meaning when groups are re-formed.
+  record and then syncs child streams once per record. Our partition key
+  (``activity_type_ids``, a list of type ids) is how the state is grouped, not data, and
+  it would make every record carry a column that changes meaning when groups are
+  re-formed; and our only child streams, the per-type tables, are written by the
+  ``activities`` walk itself (one read serves both shapes), so a per-record child sync
+  would only repeat work and state messages.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ PINNED_SIGNATURES: dict[str, tuple[str, ...]] = {
 
 
 class PartitionOwnedState(Stream):
-    """Switches off the SDK's per-record bookmarking and partition-key copying."""
+    """Switches off the SDK's per-record bookmarking, key copying and child syncs."""
 
     @override
     def _increment_stream_state(
@@ -49,5 +52,4 @@ class PartitionOwnedState(Stream):
         child_context: Context | None = None,
         partition_context: Context | None = None,
     ) -> None:
-        """Do not copy the partition's context keys into records (module docstring)."""
-        super()._process_record(record, child_context=child_context, partition_context=None)
+        """Neither copy partition keys into records nor sync children (module docstring)."""

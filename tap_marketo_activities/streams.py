@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import typing as t
+from functools import cached_property
 
 from singer_sdk import typing as th
 from typing_extensions import override
@@ -18,8 +19,10 @@ from tap_marketo_activities.errors import (
     QuotaExhausted,
 )
 from tap_marketo_activities.incremental import REPLICATION_KEY, PartitionSync, Start
-from tap_marketo_activities.records import activity_record, parse_datetime
+from tap_marketo_activities.output import write_record, write_schema
+from tap_marketo_activities.records import activity_record, format_datetime, parse_datetime
 from tap_marketo_activities.sdk_private import PartitionOwnedState
+from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, Column, TypeLayout, typed_record
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -27,8 +30,13 @@ if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
 
-# Types with their own streams, left out of the default `activities` selection.
-OWN_STREAM_TYPES = frozenset({13, 37})
+    from tap_marketo_activities.tap import TapMarketoActivities
+
+# Types another stream carries, left out of the default `activities` selection: 12 New Lead
+# and 13 Change Data Value (lead_changes, with their fields), 37 Delete Lead (deleted_leads).
+# Marketo serves New Lead from both endpoints with the same marketoGUID; reading it twice by
+# default would make a warehouse that loads both streams count every new lead twice.
+OWN_STREAM_TYPES = frozenset({12, 13, 37})
 MAX_TYPES_PER_CALL = 10
 DELETIONS_RETAINED = dt.timedelta(days=14)
 
@@ -38,7 +46,7 @@ ATTRIBUTE_TYPE = th.ObjectType(
     th.Property("apiName", th.StringType),
 )
 
-ACTIVITY_PROPERTIES = [
+ACTIVITY_PROPERTIES: list[th.Property] = [
     th.Property("marketoGUID", th.StringType, required=True, description="Primary key"),
     th.Property("id", th.IntegerType, description="Legacy id; absent on some instances"),
     th.Property("leadId", th.IntegerType),
@@ -193,7 +201,7 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
             self.logger.info("Resuming %s from its saved cursor", sync.label)
             self._first_token = start.token
         else:
-            self.logger.info("Reading %s from %s", sync.label, start.since.isoformat())
+            self.logger.info("Reading %s from %s", sync.label, describe_start(sync, start))
             self._first_token = self.mint_token(start.since)
         self._cursor_accepted = not start.resumes_cursor
         try:
@@ -215,19 +223,26 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
         """Validate the whole page, emit its new rows, then save the cursor."""
         rows = page_rows(response)
         self._cursor_accepted = True
+        sync = self._pass
+        sync.check_clock(self.api.now())  # the first answer has told us Marketo's clock
         body = envelope(response)
         request_id = str(body.get("requestId", "unknown"))
         names = self.tap.activity_type_names()
         records = [activity_record(row, type_names=names, request_id=request_id) for row in rows]
-        sync = self._pass
         counter = self.api.stats.records
         for record in records:
-            if sync.admit(record["marketoGUID"], parse_datetime(record["activityDate"])):
+            when = parse_datetime(record["activityDate"])
+            # admit first: a re-read never reaches any stream, typed or unified.
+            if sync.admit(record["marketoGUID"], when) and self.route(record):
                 counter[self.name] += 1
                 yield record
         # Every row of this page has been written by now: the cursor may move past it.
         sync.page_done(body.get("nextPageToken"))
         self._write_state()
+
+    def route(self, record: dict[str, t.Any]) -> bool:
+        """Hand a new row to any other stream that takes it; True if this stream emits it."""
+        return True
 
     @property
     def batching(self) -> bool:
@@ -254,8 +269,7 @@ class ActivitiesStream(IncrementalStream):
         forms or changes its own group, instead of reshuffling every group and
         re-reading all of them from start_date.
         """
-        wanted = self.tap.selected_activity_type_ids()
-        remaining = set(wanted)
+        remaining = set(self.unified_type_ids) | set(self.typed_routes)
         groups: list[list[int]] = []
         known: set[int] = set()
         # Most recently bookmarked first, so a group revived by a re-added type never
@@ -281,6 +295,32 @@ class ActivitiesStream(IncrementalStream):
             ]
         return [{"activity_type_ids": ids} for ids in groups]
 
+    @cached_property
+    def unified_type_ids(self) -> frozenset[int]:
+        """The types this stream's own records carry (none when only per-type tables are on)."""
+        if not self.selected:
+            return frozenset()
+        return frozenset(self.tap.selected_activity_type_ids())
+
+    @cached_property
+    def typed_routes(self) -> dict[int, TypedActivitiesStream]:
+        """Selected per-type tables by type id: the same walk feeds them (one read, two shapes)."""
+        return {
+            stream.layout.type_id: stream
+            for stream in self.child_streams
+            if isinstance(stream, TypedActivitiesStream) and stream.selected
+        }
+
+    @override
+    def route(self, record: dict[str, t.Any]) -> bool:
+        """Write the row to its per-type table if selected; emit it here if its type is ours."""
+        type_id = record["activityTypeId"]
+        typed = self.typed_routes.get(type_id)
+        if typed is not None:
+            typed.write(record)
+            self.api.stats.records[typed.name] += 1
+        return type_id in self.unified_type_ids
+
     @override
     def backfill(self, sync: PartitionSync, context: Context | None) -> Iterable[dict]:
         """Long windows go through Bulk Extract jobs first (bulk/stream_pass.py)."""
@@ -291,6 +331,7 @@ class ActivitiesStream(IncrementalStream):
             type_names=self.tap.activity_type_names(),
             cache=self.tap.bulk_exports,
             write_state=self._write_state,
+            route=self.route,
         )
 
     @override
@@ -377,16 +418,18 @@ class LeadChangesStream(IncrementalStream):
         sync.state["lead_change_fields"] = fields
 
     @override
-    def fatal_message(self, code: str, message: str, request_id: str, advice: str) -> str:
-        """Name the setting when Marketo rejects a field."""
-        if code in {"1003", "1006"}:
+    def fatal_message(
+        self, code: str, message: str, request_id: str, advice: str, path: str | None = None
+    ) -> str:
+        """Name the setting when Marketo rejects a field (of leadchanges.json itself)."""
+        if code in {"1003", "1006"} and path in (None, self.path):
             fields = ", ".join(self.config["lead_change_fields"])
             return (
                 f"Marketo rejected lead_change_fields ({fields}): {code} {message} (requestId "
                 f"{request_id}). Use lead fields' REST API names (Admin > Field Management > "
                 "Export Field Names) and remove the one named above."
             )
-        return super().fatal_message(code, message, request_id, advice)
+        return super().fatal_message(code, message, request_id, advice, path)
 
 
 class DeletedLeadsStream(IncrementalStream):
@@ -406,3 +449,91 @@ class DeletedLeadsStream(IncrementalStream):
                 sync.bookmark.isoformat(),
                 (self.api.now() - DELETIONS_RETAINED).date().isoformat(),
             )
+
+
+def describe_start(sync: PartitionSync, start: Start) -> str:
+    """Where a pass starts and why, for the log line that replaces the SDK's own.
+
+    The SDK would log the bookmark as the starting point; the walk starts a lookback
+    before it, so the line says both.
+    """
+    since = format_datetime(start.since)
+    if sync.bookmark is None:
+        return f"{since} (start_date; no bookmark yet)"
+    minutes = int(sync.lookback.total_seconds() // 60)
+    if start.since == sync.bookmark - sync.lookback:
+        return f"{since} (bookmark {format_datetime(sync.bookmark)} minus {minutes} min lookback)"
+    return f"{since} (bookmark {format_datetime(sync.bookmark)}; not before start_date)"
+
+
+#: The unified record's fields every per-type table keeps, under the same names.
+COMMON_FIELDS = tuple(
+    str(p.name) for p in ACTIVITY_PROPERTIES if p.name not in {"attributes", "activityTypeName"}
+)
+
+
+class TypedActivitiesStream(MarketoStream):
+    """One activity type as a table of typed columns (``typed.py`` has the naming rules).
+
+    Its rows come from the ``activities`` walk, which reads each group of types once and
+    writes every row to the shapes selected for its type; so this stream is the SDK's
+    child of ``activities`` (never synced on its own) and its progress is the walk's
+    state. It is off unless selected.
+    """
+
+    parent_stream_type = ActivitiesStream
+    primary_keys = ("marketoGUID",)
+    replication_key = REPLICATION_KEY
+    is_sorted = False
+    selected_by_default = False
+    path = ActivitiesStream.path
+
+    def __init__(self, tap: TapMarketoActivities, layout: TypeLayout) -> None:
+        self.layout = layout
+        properties = [p for p in ACTIVITY_PROPERTIES if p.name in COMMON_FIELDS]
+        columns = [
+            th.Property(c.name, c.json_type, description=c.attribute) for c in layout.columns
+        ]
+        extra = th.Property(
+            EXTRA_ATTRIBUTES,
+            th.ObjectType(additional_properties=True),
+            description="Attributes the type does not describe, and values that did not parse",
+        )
+        schema = th.PropertiesList(*properties, *columns, extra).to_dict()
+        super().__init__(tap, name=layout.stream_name, schema=schema)
+        self._schema_written = False
+        self._misfits: set[str] = set()
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Nothing of its own: the ``activities`` walk writes this table's rows."""
+        return iter(())
+
+    def write(self, record: dict[str, t.Any]) -> None:
+        """One unified record as a typed row, through this stream's maps, to the output."""
+        if not self._schema_written:
+            write_schema(self)
+            self._schema_written = True
+        row = typed_record(
+            record,
+            self.layout,
+            common=COMMON_FIELDS,
+            columns_in_schema=self.schema["properties"],
+            on_misfit=self._warn_once,
+        )
+        write_record(self, row)
+
+    def _warn_once(self, column: Column, value: t.Any) -> None:
+        if column.name in self._misfits:
+            return
+        self._misfits.add(column.name)
+        self.logger.warning(
+            "%s: %r in attribute '%s' is not a %s; kept as text in %s.%s (said once per "
+            "column and run)",
+            self.name,
+            value,
+            column.attribute,
+            column.data_type,
+            EXTRA_ATTRIBUTES,
+            column.attribute,
+        )

@@ -6,7 +6,10 @@ import contextlib
 import datetime as dt
 import io
 import json
+import os
+import signal
 import sys
+import threading
 import typing as t
 from functools import cached_property
 
@@ -16,20 +19,31 @@ from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
 from tap_marketo_activities.bulk.cache import ExportCache
-from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError, StateError
-from tap_marketo_activities.incremental import PartitionSync, lateness_warning
-from tap_marketo_activities.records import parse_datetime
+from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError
+from tap_marketo_activities.incremental import lateness_warning
+from tap_marketo_activities.logs import log_gauge, quiet_sdk_notices
+from tap_marketo_activities.settings import (
+    env_settings,
+    read_config,
+    schema_errors,
+    start_date_value,
+)
+from tap_marketo_activities.state import check_state, read_json_option
 from tap_marketo_activities.streams import (
+    COMMON_FIELDS,
     OWN_STREAM_TYPES,
     ActivitiesStream,
     ActivityTypesStream,
     DeletedLeadsStream,
     IncrementalStream,
     LeadChangesStream,
+    TypedActivitiesStream,
 )
-from tap_marketo_activities.transport import MarketoConnection, is_loopback_http, split_base_url
+from tap_marketo_activities.transport import MarketoConnection, check_base_url
+from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, stream_names, type_layout
 
 if t.TYPE_CHECKING:
+    import click
     from singer_sdk.streams import Stream
 
 DEFAULT_LEAD_CHANGE_FIELDS = [
@@ -41,6 +55,9 @@ DEFAULT_LEAD_CHANGE_FIELDS = [
     "leadScore",
 ]
 SIMULATOR_CREDENTIAL = "simulator"
+# Marketo commits rows minutes (rarely hours) late; a week of lookback is far past any
+# lateness seen, and far below where window arithmetic could overflow.
+MAX_LOOKBACK_MINUTES = 7 * 24 * 60
 
 
 class TapMarketoActivities(Tap):
@@ -53,22 +70,29 @@ class TapMarketoActivities(Tap):
             "client_id",
             th.StringType,
             title="Client ID",
-            description="Client ID of a LaunchPoint custom service (Admin > LaunchPoint).",
+            description=(
+                "Required unless simulator is true. Client ID of a LaunchPoint custom service "
+                "(Admin > LaunchPoint)."
+            ),
         ),
         th.Property(
             "client_secret",
             th.StringType,
             secret=True,
             title="Client secret",
-            description="Client secret of the same LaunchPoint service.",
+            description=(
+                "Required unless simulator is true. Client secret of the same LaunchPoint service."
+            ),
         ),
         th.Property(
             "base_url",
             th.StringType,
             title="Base URL",
             description=(
-                "Instance root https://<munchkin-id>.mktorest.com; the REST endpoint shown in "
-                "Admin > Web Services (ending in /rest) is accepted too."
+                "Required unless simulator is true. Instance root "
+                "https://<munchkin-id>.mktorest.com; the REST endpoint shown in Admin > Web "
+                "Services (ending in /rest) is accepted too. Only https (plain http only to "
+                "a simulator on this machine)."
             ),
         ),
         th.Property(
@@ -76,7 +100,9 @@ class TapMarketoActivities(Tap):
             th.DateTimeType,
             title="Start date",
             description=(
-                "ISO 8601 date-time with a zone; where a stream or partition with no bookmark "
+                "Required unless simulator is true (then: today 00:00 UTC); not needed for "
+                "--discover. ISO 8601 date-time with a zone, or a date alone (2024-01-01 "
+                "means 2024-01-01T00:00:00Z); where a stream or partition with no bookmark "
                 "starts. Rows stamped earlier are never emitted."
             ),
         ),
@@ -86,7 +112,8 @@ class TapMarketoActivities(Tap):
             title="Activity type ids",
             description=(
                 "Activity types for the activities stream. Default: every type the instance "
-                "lists, minus 13 and 37, which have their own streams."
+                "lists, minus 12 and 13 (New Lead, Change Data Value: in lead_changes) and 37 "
+                "(Delete Lead: in deleted_leads). List 12 to have New Lead in both streams."
             ),
         ),
         th.Property(
@@ -98,12 +125,12 @@ class TapMarketoActivities(Tap):
         ),
         th.Property(
             "lookback_minutes",
-            th.IntegerType(minimum=1),
+            th.IntegerType(minimum=1, maximum=MAX_LOOKBACK_MINUTES),
             default=60,
             title="Lookback (minutes)",
             description=(
                 "How far before the bookmark each run starts, to pick up rows Marketo commits "
-                "late. The tap warns when rows arrive within 20% of this."
+                "late, 1 to 10080 (a week). The tap warns when rows arrive within 20% of this."
             ),
         ),
         th.Property(
@@ -139,7 +166,7 @@ class TapMarketoActivities(Tap):
         ),
         th.Property(
             "max_daily_calls",
-            th.IntegerType(minimum=1),
+            th.IntegerType(minimum=1, maximum=100_000_000),
             title="Max daily calls",
             description=(
                 "Optional budget on the instance's daily API usage (all integrations, as "
@@ -148,28 +175,31 @@ class TapMarketoActivities(Tap):
         ),
         th.Property(
             "max_retries",
-            th.IntegerType(minimum=0),
+            th.IntegerType(minimum=0, maximum=50),
             default=8,
             title="Max retries",
-            description="Retries of a transient failure (5xx, 604, 608, 611, 713, network).",
+            description=(
+                "Retries of a transient failure (5xx, 604, 608, 611, 713, network, the "
+                "identity endpoint), 0 to 50."
+            ),
         ),
         th.Property(
             "request_timeout",
-            th.IntegerType(minimum=1),
+            th.IntegerType(minimum=1, maximum=3600),
             default=120,
             title="Request timeout (s)",
-            description="Seconds before a call is abandoned and retried.",
+            description="Seconds before a call is abandoned and retried, 1 to 3600.",
         ),
         th.Property(
             "retry_base_seconds",
-            th.NumberType(minimum=0),
+            th.NumberType(minimum=0, maximum=60),
             default=1.0,
             title="Retry base (s)",
             description="First backoff wait; doubles per retry, up to 60 s.",
         ),
         th.Property(
             "rate_limit_window_seconds",
-            th.NumberType(minimum=1),
+            th.NumberType(minimum=1, maximum=3600),
             default=20,
             title="Rate window (s)",
             description="Length of Marketo's rate window (20 s). Change only for simulator tests.",
@@ -209,12 +239,47 @@ class TapMarketoActivities(Tap):
     #: Taps built by this process's ``invoke`` whose run has not been summarised yet.
     _runs: t.ClassVar[list[TapMarketoActivities]] = []
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._check_config()
+    def __init__(
+        self,
+        *,
+        config: t.Any = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        **kwargs: t.Any,
+    ) -> None:
+        # Settings are read and checked here (settings.py), not by the SDK: its messages
+        # print values (secrets included) and a bad environment value ends in a traceback.
+        # Before the SDK's own set-up: it discovers the streams, and discovery may already
+        # start the simulator (a resource this run must stop) and count types.json's call.
         self._max_lateness = dt.timedelta()
         self._resources = contextlib.ExitStack()
+        settings = read_config(config)
+        if parse_env_config:
+            settings.update(env_settings(self.config_jsonschema))
+        super().__init__(config=settings, parse_env_config=False, validate_config=False, **kwargs)
+        if threading.current_thread() is threading.main_thread():
+            # The SDK's handler exits 0 on SIGTERM, so a scheduler records a stopped run
+            # as a success; ours replaces it and exits 128 + the signal's number.
+            signal.signal(signal.SIGTERM, self._stop_on_signal)
+        if validate_config:  # the SDK's --discover builds the tap without validation
+            schema = dict(self.config_jsonschema)
+            self.append_builtin_config(schema)
+            errors = schema_errors(schema, self.config)
+            if errors:
+                raise ConfigValidationError(errors[0], errors=errors)
+            self._check_config()
         TapMarketoActivities._runs.append(self)
+
+    def _stop_on_signal(self, signum: int, frame: t.Any) -> t.NoReturn:
+        """Stop now: every STATE already written is correct; the next run resumes there."""
+        name = signal.Signals(signum).name
+        self.logger.error(
+            "Stopped by %s before the run finished; the state written so far is correct and "
+            "the next run resumes from it. Exiting with %d.",
+            name,
+            128 + signum,
+        )
+        sys.exit(128 + signum)
 
     # -- settings ------------------------------------------------------------------
 
@@ -223,8 +288,12 @@ class TapMarketoActivities(Tap):
         """True when the run talks to the built-in simulator."""
         return bool(self.config.get("simulator"))
 
-    def _check_config(self) -> None:
-        """Everything a first request would trip over, reported before it is made."""
+    def _check_config(self, *, for_sync: bool = True) -> None:
+        """Everything a first request would trip over, reported before it is made.
+
+        Discovery (``for_sync=False``) calls Marketo for the activity types but reads no
+        rows, so it needs the connection settings and not ``start_date``.
+        """
         config = self.config
         errors: list[str] = []
         if not self.simulated:
@@ -235,30 +304,20 @@ class TapMarketoActivities(Tap):
                         "without a Marketo instance)."
                     )
             if config.get("base_url"):
-                base_url = str(config["base_url"])
                 try:
-                    split_base_url(base_url)
+                    check_base_url(str(config["base_url"]))
                 except ConfigError as exc:
                     errors.append(str(exc))
-                else:
-                    if base_url.startswith("http:") and not is_loopback_http(base_url):
-                        errors.append(
-                            "base_url must use https: (plain http is accepted only for a "
-                            "simulator on 127.0.0.1)."
-                        )
-            if not config.get("start_date"):
+            if for_sync and not config.get("start_date"):
                 errors.append(
                     "start_date is required: an ISO 8601 date-time with a zone, e.g. "
-                    "2024-01-01T00:00:00Z."
+                    "2024-01-01T00:00:00Z, or a date alone (midnight UTC)."
                 )
         if config.get("start_date"):
             try:
-                parse_datetime(str(config["start_date"]))
-            except ValueError:
-                errors.append(
-                    f"start_date {config['start_date']!r} needs a time zone, e.g. "
-                    "2024-01-01T00:00:00Z or 2024-01-01T00:00:00+01:00."
-                )
+                start_date_value(str(config["start_date"]))
+            except ValueError as exc:
+                errors.append(str(exc))
         if "lead_change_fields" in config and not config["lead_change_fields"]:
             errors.append("lead_change_fields needs at least one lead field (REST API name).")
         if errors:
@@ -269,7 +328,7 @@ class TapMarketoActivities(Tap):
         """Configured start; in simulator mode, today 00:00 UTC by default."""
         value = self.config.get("start_date")
         if value:
-            return parse_datetime(str(value))
+            return start_date_value(str(value))
         today = dt.datetime.now(dt.timezone.utc).date()
         return dt.datetime.combine(today, dt.time(), dt.timezone.utc)
 
@@ -296,10 +355,14 @@ class TapMarketoActivities(Tap):
         """Export files of this run, shared by the activities partitions; removed at its end."""
         return self._resources.enter_context(ExportCache())
 
-    @property
+    @cached_property
     def types_stream(self) -> ActivityTypesStream:
-        """The stream whose calls the run makes outside any page walk (types, usage)."""
-        return t.cast("ActivityTypesStream", self.streams["activity_types"])
+        """The stream whose calls the run makes outside any page walk (types, usage).
+
+        Built before the others: discovery needs its types.json answer to list the
+        per-type tables.
+        """
+        return ActivityTypesStream(self)
 
     def _read_usage(self) -> int:
         """What every integration spent today (for max_daily_calls): one call at start."""
@@ -333,7 +396,7 @@ class TapMarketoActivities(Tap):
         return self._type_names
 
     def selected_activity_type_ids(self) -> list[int]:
-        """Configured ids (checked against the instance) or all listed minus 13 and 37."""
+        """Configured ids (checked against the instance) or all listed minus 12, 13 and 37."""
         listed = sorted(self.activity_type_names())
         configured = self.config.get("activity_type_ids")
         if not configured:
@@ -356,32 +419,47 @@ class TapMarketoActivities(Tap):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        """The four streams."""
-        return [
-            ActivityTypesStream(self),
+        """The four core streams, and one typed table per activity type the instance lists.
+
+        Listing the per-type tables takes the types.json call every run makes anyway
+        (it is cached for the run); they are off unless selected.
+        """
+        # The SDK discovers while it is still being constructed; no call leaves before the
+        # settings are known to be sound (a plain-HTTP base_url must never get the secret).
+        self._check_config(for_sync=False)
+        streams: list[Stream] = [
+            self.types_stream,
             ActivitiesStream(self),
             LeadChangesStream(self),
             DeletedLeadsStream(self),
         ]
+        types = self.activity_types()
+        names = stream_names(types)
+        reserved = [*COMMON_FIELDS, EXTRA_ATTRIBUTES]
+        streams += [
+            TypedActivitiesStream(self, type_layout(item, names[int(item["id"])], reserved))
+            for item in sorted(types, key=lambda item: int(item["id"]))
+        ]
+        return streams
+
+    @classmethod
+    @override
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """Discovery asks Marketo for the activity types: its failures get one line too."""
+        try:
+            super().cb_discover(ctx, param, value)
+        except MarketoError as exc:
+            cls.logger.error("%s", exc)
+            ctx.exit(1)
+        except ConfigValidationError as exc:
+            for error in exc.errors or [str(exc)]:
+                cls.logger.error("Config validation error: %s", error)
+            ctx.exit(1)
 
     @override
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Accept Singer state (or Meltano's export of it); refuse anything we cannot read."""
-        if isinstance(state, dict) and isinstance(state.get("singer_state"), dict):
-            state = state["singer_state"]
-        if not isinstance(state, dict) or not isinstance(state.get("bookmarks", {}), dict):
-            msg = (
-                'The state is not a Singer state object ({"bookmarks": {...}}); pass the last '
-                "STATE message this tap emitted, or no state to start from start_date."
-            )
-            raise StateError(msg)
-        for name, stream_state in state.get("bookmarks", {}).items():
-            if not isinstance(stream_state, dict):
-                msg = f"State for stream '{name}' must be an object, not {stream_state!r}."
-                raise StateError(msg)
-            if name in {"activities", "lead_changes", "deleted_leads"}:
-                _check_stream_state(name, stream_state)
-        super().load_state(state)
+        super().load_state(check_state(state))
 
     # -- running ---------------------------------------------------------------------
 
@@ -401,6 +479,7 @@ class TapMarketoActivities(Tap):
         non-zero after the state of everything delivered. The state and catalog files
         are read here first so that a file that is not JSON is named, not traced.
         """
+        quiet_sdk_notices(cls.logger)
         try:
             super().invoke(
                 state=_checked_json(state, "--state"),
@@ -410,9 +489,31 @@ class TapMarketoActivities(Tap):
         except MarketoError as exc:
             cls.logger.error("%s", exc)  # the message is the whole report
             sys.exit(1)
+        except BrokenPipeError:
+            # Python would hit the closed pipe again flushing stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            cls.logger.error(
+                "The target stopped reading the tap's output (broken pipe), so the run "
+                "stopped; the target's own log says why. The next run resumes from the last "
+                "state the target wrote."
+            )
+            sys.exit(1)
         finally:
             # The SDK builds the tap inside its entry point (and its sync_all is final),
             # so the run's summary is written here, for a failed run too.
+            while cls._runs:
+                cls._runs.pop().finish_run()
+
+    @classmethod
+    @override
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """``--test``: a failed connection test is one line and a non-zero exit."""
+        try:
+            super().cb_test(ctx, param, value)
+        except MarketoError as exc:
+            cls.logger.error("Connection test failed: %s", exc)
+            ctx.exit(1)
+        finally:
             while cls._runs:
                 cls._runs.pop().finish_run()
 
@@ -420,10 +521,7 @@ class TapMarketoActivities(Tap):
         """Log the lateness metric/warning and the one-line summary; stop the simulator."""
         if "api" in self.__dict__:
             lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
-            self.logger.info(
-                'METRIC: {"type": "gauge", "metric": "max_lateness_seconds", "value": %d}',
-                int(self._max_lateness.total_seconds()),
-            )
+            log_gauge("max_lateness_seconds", int(self._max_lateness.total_seconds()))
             warning = lateness_warning(self._max_lateness, lookback)
             if warning:
                 self.logger.warning(warning)
@@ -431,54 +529,11 @@ class TapMarketoActivities(Tap):
         self._resources.close()
 
 
-def _check_stream_state(name: str, stream_state: dict[str, t.Any]) -> None:
-    """Parse every partition's bookmark, overlap set and cursor now, before any call."""
-    partitions = stream_state.get("partitions") or []
-    if not isinstance(partitions, list) or not all(
-        isinstance(p, dict) and isinstance(p.get("context"), dict) for p in partitions
-    ):
-        msg = (
-            f"State for stream '{name}': field 'partitions' must be a list of objects, each "
-            "with a 'context' object. Pass the state this tap last emitted."
-        )
-        raise StateError(msg)
-    contexts = [json.dumps(p["context"], sort_keys=True) for p in partitions]
-    if len(set(contexts)) != len(contexts):
-        msg = (
-            f"State for stream '{name}': field 'partitions' lists the same context twice. "
-            "Keep one entry per context (the one with the latest replication_key_value)."
-        )
-        raise StateError(msg)
-    entries = [("", stream_state)] + [(f" partition {p['context']}", p) for p in partitions]
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    for suffix, entry in entries:
-        if not isinstance(entry, dict):
-            msg = f"State for stream '{name}'{suffix} must be an object."
-            raise StateError(msg)
-        PartitionSync(
-            dict(entry),
-            label=f"stream '{name}'{suffix}",
-            start_date=epoch,
-            lookback=dt.timedelta(),
-            run_started=lambda: epoch,
-        )
-
-
-def _read_json(handle: t.IO[str], option: str) -> t.Any:
-    """Parse a --state/--catalog file, naming the option when it is not JSON."""
-    text = handle.read()
-    try:
-        return json.loads(text) if text.strip() else {}
-    except ValueError as exc:
-        msg = f"The {option} file is not valid JSON ({exc}); pass a file this tap wrote."
-        raise StateError(msg) from None
-
-
 def _checked_json(handle: t.IO[str] | None, option: str) -> t.IO[str] | None:
     """The file's JSON, checked, as a fresh handle for the SDK to read (None stays None)."""
     if handle is None:
         return None
-    return io.StringIO(json.dumps(_read_json(handle, option)))
+    return io.StringIO(json.dumps(read_json_option(handle, option)))
 
 
 __all__ = ["IncrementalStream", "TapMarketoActivities"]

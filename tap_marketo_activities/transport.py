@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import ipaddress
 import typing as t
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,7 +30,6 @@ if t.TYPE_CHECKING:
 # Marketo's documented URI limit is 8 KB; stay a little under it for the request line.
 MAX_URI_BYTES = 8000
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def split_base_url(base_url: str) -> tuple[str, str]:
@@ -37,13 +37,19 @@ def split_base_url(base_url: str) -> tuple[str, str]:
 
     Accepts the instance root (``https://123-ABC-456.mktorest.com``), the REST
     endpoint as Admin > Web Services shows it (``.../rest``), the identity endpoint
-    (``.../identity``), and a simulator's ``http://127.0.0.1:PORT``.
+    (``.../identity``), and a simulator's ``http://127.0.0.1:PORT``. The message of a
+    refusal never repeats the URL: it may hold a user name and password.
     """
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
+    parts = urlsplit(base_url.strip())  # urlsplit lowercases the scheme
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        problem = (
+            f"starts with '{parts.scheme}:'"
+            if parts.scheme and parts.scheme.isascii() and parts.scheme.isalnum()
+            else "has no scheme or host"
+        )
         msg = (
-            f"base_url must be an http(s) URL such as https://123-ABC-456.mktorest.com, "
-            f"got {base_url!r}."
+            "base_url must be an http(s) URL such as https://123-ABC-456.mktorest.com; "
+            f"this one {problem}."
         )
         raise ConfigError(msg)
     path = parts.path.rstrip("/")
@@ -56,9 +62,41 @@ def split_base_url(base_url: str) -> tuple[str, str]:
 
 
 def is_loopback_http(base_url: str) -> bool:
-    """Plain HTTP is allowed only to a loopback simulator."""
-    parts = urlsplit(base_url)
-    return parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS
+    """Plain HTTP is allowed only to a loopback simulator (127.0.0.0/8, ::1, localhost)."""
+    parts = urlsplit(base_url.strip())
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str) -> None:
+    """Refuse a base_url the credentials must never be sent to, judged on the parsed URL.
+
+    The scheme is compared after parsing (``HTTP://``, `` http://`` are plain HTTP too):
+    the identity call puts ``client_secret`` in the query string, so plain HTTP is only
+    for a simulator on this machine. A user name or password in the URL is refused
+    without being repeated.
+    """
+    split_base_url(base_url)
+    parts = urlsplit(base_url.strip())
+    if "@" in parts.netloc:
+        msg = (
+            "base_url must not contain a user name or password (Marketo takes client_id and "
+            "client_secret instead); give just https://<munchkin-id>.mktorest.com."
+        )
+        raise ConfigError(msg)
+    if parts.scheme == "http" and not is_loopback_http(base_url):
+        msg = (
+            "base_url must use https: (plain http is accepted only for a simulator on this "
+            "machine, such as http://127.0.0.1:PORT)."
+        )
+        raise ConfigError(msg)
 
 
 def endpoint_name(url: str) -> str:
@@ -122,6 +160,9 @@ class MarketoConnection:
             client_id=str(config.get("client_id") or ""),
             client_secret=str(config.get("client_secret") or ""),
             timeout=self.timeout,
+            max_tries=self.max_tries,
+            retry_base_s=self.retry_base_s,
+            on_retry=self._count_retry,
         )
         # TLS verification stays on (requests' default); plain HTTP is only ever
         # accepted for a loopback simulator, where there is no TLS to verify.
@@ -130,6 +171,9 @@ class MarketoConnection:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.run_started: dt.datetime | None = None
+
+    def _count_retry(self, cause: str) -> None:
+        self.stats.retries[cause] += 1
 
     def observe(self, response: requests.Response) -> None:
         """Note the moment the run started, by the server's clock: it stamps the rows.

@@ -1,74 +1,42 @@
-"""Shared fixtures: a simulator on 127.0.0.1 and the tap run as a real process."""
+"""Shared fixtures: a simulator on 127.0.0.1 and the tap run as a real process.
+
+Only fixtures live here; the helpers tests import by name are in helpers.py.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
+import shutil
 import subprocess
-import sys
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from helpers import (
+    REPO,
+    TAP,
+    Meltano,
+    Postgres,
+    TapRun,
+    free_port,
+    in_ci,
+    listening,
+    parse_messages,
+    project_files,
+    read_env_file_text,
+    tail,
+    unavailable,
+    write_json,
+)
 
-from tap_marketo_activities.simulator import MarketoSimulator, World
+from tap_marketo_activities.simulator import MarketoSimulator
 
-TAP = [sys.executable, "-m", "tap_marketo_activities"]
-README = Path(__file__).resolve().parent.parent / "README.md"
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
-
-def quickstart_command(name: str) -> str:
-    """The README's code block marked ``<!-- quickstart:NAME -->``, as written."""
-    text = README.read_text(encoding="utf-8")
-    match = re.search(rf"<!-- quickstart:{name} -->\n```bash\n(.*?)\n```", text, re.S)
-    assert match, f"README lacks the quickstart:{name} command"
-    return match.group(1).strip()
-
-
-@dataclass
-class TapRun:
-    """What one tap process wrote: Singer messages on stdout, logs on stderr."""
-
-    returncode: int
-    messages: list[dict[str, Any]]
-    stderr: str
-    stdout: str = ""
-    records: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
-    states: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        for message in self.messages:
-            if message["type"] == "RECORD":
-                self.records[message["stream"]].append(message["record"])
-            elif message["type"] == "SCHEMA":
-                self.schemas[message["stream"]] = message["schema"]
-            elif message["type"] == "STATE":
-                self.states.append(message["value"])
-
-    @property
-    def state(self) -> dict[str, Any] | None:
-        return self.states[-1] if self.states else None
-
-    def guids(self, stream: str) -> list[str]:
-        return [r["marketoGUID"] for r in self.records.get(stream, [])]
-
-    def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if "| ERROR" in line]
-
-
-def parse_messages(stdout: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
-
-
-def write_json(directory: Path, name: str, value: Any) -> Path:
-    path = directory / name
-    path.write_text(json.dumps(value))
-    return path
+    from tap_marketo_activities.simulator import World
 
 
 @pytest.fixture
@@ -118,29 +86,129 @@ def simulator():
         yield start
 
 
-def sim_config(sim: MarketoSimulator, **overrides: Any) -> dict[str, Any]:
-    """A tap config pointing at a running simulator."""
-    config: dict[str, Any] = {
-        "base_url": sim.base_url,
-        "client_id": sim.client_id,
-        "client_secret": sim.client_secret,
-        "start_date": "2024-04-12T12:00:00Z",
-        "retry_base_seconds": 0.05,
-    }
-    config.update(overrides)
-    return config
+# ------------------------------------------------------------------------------ Meltano
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout to run Meltano in."""
+    target = tmp_path_factory.mktemp("project")
+    for name in project_files(REPO):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
 
 
-# The tap's default lead_change_fields: what lead_changes asks Marketo for.
-LEAD_FIELDS = ["email", "firstName", "lastName", "company", "leadStatus", "leadScore"]
+@pytest.fixture(scope="session")
+def meltano_executable() -> Path:
+    given = os.environ.get("TAP_MARKETO_TEST_MELTANO")
+    if given:
+        if not Path(given).is_file():
+            unavailable(f"TAP_MARKETO_TEST_MELTANO={given} is not a file")
+        return Path(given)
+    try:
+        done = subprocess.run(
+            ["bash", str(REPO / ".ci" / "install_meltano.sh")],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        unavailable(f"could not install Meltano with .ci/install_meltano.sh: {exc}")
+    if done.returncode != 0 or not done.stdout.strip():
+        unavailable(
+            "could not install Meltano with .ci/install_meltano.sh (no access to PyPI?):\n"
+            + tail(done.stderr, 20)
+        )
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
-def expected_guids(sim: MarketoSimulator, stream: str, since: str, **kwargs: Any) -> list[str]:
-    """Sorted keys a perfect extractor delivers by the simulator's now (default settings)."""
-    if stream == "lead_changes":
-        kwargs.setdefault("fields", LEAD_FIELDS)
-    return sorted(r["marketoGUID"] for r in sim.expected(stream, since=since, **kwargs))
+@pytest.fixture(scope="session")
+def meltano(meltano_executable: Path, project: Path) -> Meltano:
+    """Meltano with the tap and the two loaders installed in the project copy."""
+    runner = Meltano(meltano_executable, project)
+    runner("install", "tap-marketo", "target-jsonl", "target-postgres")
+    return runner
 
 
-def guid_counts(rows: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(r["marketoGUID"] for r in rows)
+@pytest.fixture
+def state_db(tmp_path: Path) -> Path:
+    """A system database (hence a state backend) of the test's own."""
+    return tmp_path / "meltano.db"
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+def run_postgres_script(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(REPO / ".ci" / "postgres.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the session, stopped and removed when the session ends.
+
+    A server named by ``TAP_MARKETO_TEST_PG_*`` is used as it is and left running (it is not
+    ours). Otherwise ``.ci/postgres.sh`` initialises a cluster in a new temporary folder on a
+    free port (installing the server only under CI); the finalizer stops it, removes the
+    folder and fails the session if anything still listens on that port. One xdist worker
+    runs every test that needs it (the ``meltano`` group), so there is one cluster per run.
+    """
+    values = {k: v for k, v in os.environ.items() if k.startswith("TAP_MARKETO_TEST_PG_")}
+    if "TAP_MARKETO_TEST_PG_PORT" in values:
+        yield connect(values)
+        return
+    # A short path: the server's Unix socket must fit in 107 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="tap-marketo-pg-"))
+    port = free_port()
+    script_env = {"TAP_MARKETO_TEST_PG_DIR": str(folder), "TAP_MARKETO_TEST_PG_PORT": str(port)}
+    try:
+        # Under CI the script may install the server; on a developer's machine only start one.
+        try:
+            done = run_postgres_script(*(() if in_ci() else ("--no-install",)), env=script_env)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            unavailable(f"no PostgreSQL: .ci/postgres.sh failed ({exc})")
+        if done.returncode != 0:
+            unavailable(
+                "no PostgreSQL server (install Debian's `postgresql` package, or run "
+                "`bash .ci/postgres.sh --install-only` as root):\n" + tail(done.stderr, 20)
+            )
+        values = read_env_file_text(done.stdout)
+        port = int(values["TAP_MARKETO_TEST_PG_PORT"])  # the script may have moved it
+        yield connect(values)
+    finally:
+        stopped = run_postgres_script("--stop", env=script_env)
+        shutil.rmtree(folder, ignore_errors=True)
+        assert not listening(port), (
+            f"the session's PostgreSQL still listens on 127.0.0.1:{port} after --stop:\n"
+            + tail(stopped.stderr, 20)
+        )
+        assert not folder.exists(), f"could not remove the session's PostgreSQL folder {folder}"
+
+
+def connect(values: dict[str, str]) -> Postgres:
+    """A Postgres client for the TAP_MARKETO_TEST_PG_* values; fails unless it answers."""
+    bindir = values.get("TAP_MARKETO_TEST_PG_BINDIR", "")
+    psql = (
+        str(Path(bindir) / "psql")
+        if bindir and (Path(bindir) / "psql").exists()
+        else shutil.which("psql")
+    )
+    if not psql:
+        unavailable("no psql client to check what target-postgres wrote")
+    pg = Postgres(
+        host=values.get("TAP_MARKETO_TEST_PG_HOST", "127.0.0.1"),
+        port=int(values["TAP_MARKETO_TEST_PG_PORT"]),
+        user=values.get("TAP_MARKETO_TEST_PG_USER", "tap_marketo"),
+        password=values.get("TAP_MARKETO_TEST_PG_PASSWORD", "tap_marketo"),
+        database=values.get("TAP_MARKETO_TEST_PG_DATABASE", "tap_marketo_test"),
+        psql=str(psql),
+    )
+    pg.query("SELECT 1")
+    return pg

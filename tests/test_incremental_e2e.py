@@ -10,7 +10,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import TAP, expected_guids, guid_counts, parse_messages, sim_config, write_json
+from helpers import TAP, expected_guids, guid_counts, parse_messages, sim_config, write_json
 
 from tap_marketo_activities.simulator import Campaign, World
 

@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from conftest import expected_guids, guid_counts, sim_config
+from helpers import expected_guids, guid_counts, sim_config
 
 from tap_marketo_activities.simulator import Faults, World
 

@@ -9,8 +9,10 @@ How it stays quick: the checkout is copied once per session into a temporary Mel
 (so output/ and .meltano/ never touch the developer's tree), Meltano installs the plugins there
 once, and every test gets a system database of its own (``MELTANO_DATABASE_URI``), hence state
 of its own. Meltano itself comes from ``TAP_MARKETO_TEST_MELTANO`` (a path to the executable) or
-``.ci/install_meltano.sh``; PostgreSQL from the ``TAP_MARKETO_TEST_PG_*`` variables or
-``.ci/postgres.sh``.
+``.ci/install_meltano.sh`` (into the checkout's .test-cache/); PostgreSQL from the
+``TAP_MARKETO_TEST_PG_*`` variables, or a cluster the session starts with ``.ci/postgres.sh`` in
+a temporary folder and stops at its end. The fixtures live in conftest.py; every test here runs
+on one pytest-xdist worker (the ``meltano`` group), so the plugins are installed once.
 
 Late rows without waiting: the runs that compare deliveries talk to a simulator started in this
 process with a frozen clock (the seed afternoon: a Send Email campaign half committed at 14:00),
@@ -31,14 +33,23 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
 import yaml
-from conftest import quickstart_command
+from helpers import (
+    DEFAULT_ACTIVITY_TYPES,
+    MELTANO_TIMEOUT,
+    REPO,
+    Meltano,
+    Postgres,
+    clean_environment,
+    quickstart_command,
+    read_jsonl,
+    tail,
+)
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
 from tap_marketo_activities.tap import DEFAULT_LEAD_CHANGE_FIELDS
@@ -46,160 +57,14 @@ from tap_marketo_activities.tap import DEFAULT_LEAD_CHANGE_FIELDS
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-REPO = Path(__file__).resolve().parents[1]
 TAP_EXECUTABLE = Path(sys.executable).with_name("tap-marketo-activities")
 INCREMENTAL_STREAMS = ("activities", "lead_changes", "deleted_leads")
 ALL_STREAMS = ("activity_types", *INCREMENTAL_STREAMS)
 START_DATE = "2024-04-12T12:00:00Z"  # the seed afternoon's start; its clock begins at 14:00
 LATE_MINUTES = 10  # by 14:10 the 13:45 campaign has committed its last rows
-MELTANO_TIMEOUT = 600
 
-pytestmark = pytest.mark.slow
-
-
-# ------------------------------------------------------------------------------ availability
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip on a developer's machine; under CI a missing prerequisite is a failure."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
-    pytest.skip(reason)
-
-
-# ------------------------------------------------------------------------------ the project
-def project_files(root: Path) -> list[str]:
-    """What a fresh clone would hold: tracked and untracked-but-not-ignored files."""
-    try:
-        listed = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=root,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        skip = {".git", ".venv", ".meltano", "output", "__pycache__", ".pytest_cache"}
-        return [
-            str(p.relative_to(root))
-            for p in root.rglob("*")
-            if p.is_file() and not skip & set(p.relative_to(root).parts)
-        ]
-    return [name for name in listed.decode().split("\0") if name]
-
-
-@pytest.fixture(scope="session")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the checkout to run Meltano in."""
-    target = tmp_path_factory.mktemp("project")
-    for name in project_files(REPO):
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    return target
-
-
-def clean_environment() -> dict[str, str]:
-    """This process's environment minus anything that would steer Meltano or the plugins."""
-    steering = ("MELTANO_", "TAP_MARKETO_", "TARGET_JSONL_", "TARGET_POSTGRES_")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith(steering) and not k.startswith("TAP_MARKETO_TEST_"))
-        and k not in {"VIRTUAL_ENV", "PYTHONPATH"}
-    }
-    env.update(
-        MELTANO_CLI_DISABLE_VERSION_CHECK="true",
-        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
-        NO_COLOR="1",
-        # Meltano installs plugins with uv, which compiles no bytecode unless asked; where
-        # PYTHONDONTWRITEBYTECODE is set, every plugin start would recompile its imports.
-        UV_COMPILE_BYTECODE="1",
-    )
-    return env
-
-
-@dataclass
-class Meltano:
-    """The meltano executable, bound to the project copy."""
-
-    executable: Path
-    project: Path
-
-    def __call__(
-        self,
-        *args: str,
-        env: Mapping[str, str] | None = None,
-        database: Path | None = None,
-        cwd: Path | None = None,
-        check: bool = True,
-    ) -> subprocess.CompletedProcess[str]:
-        full_env = clean_environment()
-        if database is not None:
-            full_env["MELTANO_DATABASE_URI"] = f"sqlite:///{database}"
-        full_env.update(env or {})
-        done = subprocess.run(
-            [str(self.executable), *args],
-            cwd=cwd or self.project,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=MELTANO_TIMEOUT,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            pytest.fail(
-                f"meltano {' '.join(args)} exited {done.returncode}\n"
-                f"--- stderr (tail) ---\n{tail(done.stderr)}\n--- stdout (tail) ---\n"
-                f"{tail(done.stdout)}"
-            )
-        return done
-
-
-def tail(text: str, lines: int = 60) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-@pytest.fixture(scope="session")
-def meltano_executable() -> Path:
-    given = os.environ.get("TAP_MARKETO_TEST_MELTANO")
-    if given:
-        if not Path(given).is_file():
-            unavailable(f"TAP_MARKETO_TEST_MELTANO={given} is not a file")
-        return Path(given)
-    try:
-        done = subprocess.run(
-            ["bash", str(REPO / ".ci" / "install_meltano.sh")],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        unavailable(f"could not install Meltano with .ci/install_meltano.sh: {exc}")
-    if done.returncode != 0 or not done.stdout.strip():
-        unavailable(
-            "could not install Meltano with .ci/install_meltano.sh (no access to PyPI?):\n"
-            + tail(done.stderr, 20)
-        )
-    return Path(done.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="session")
-def meltano(meltano_executable: Path, project: Path) -> Meltano:
-    """Meltano with the tap and the two loaders installed in the project copy."""
-    runner = Meltano(meltano_executable, project)
-    runner("install", "tap-marketo", "target-jsonl", "target-postgres")
-    return runner
-
-
-@pytest.fixture
-def state_db(tmp_path: Path) -> Path:
-    """A system database (hence a state backend) of the test's own."""
-    return tmp_path / "meltano.db"
+# One xdist worker runs every test that uses Meltano, so the plugins are installed once per run.
+pytestmark = [pytest.mark.slow, pytest.mark.meltano, pytest.mark.xdist_group("meltano")]
 
 
 # ------------------------------------------------------------------------------ the simulator
@@ -223,7 +88,10 @@ def prod_env(sim: MarketoSimulator) -> dict[str, str]:
 def expected_guids(sim: MarketoSimulator) -> dict[str, set[str]]:
     """Per incremental stream, every marketoGUID visible by the simulator's now."""
     return {
-        "activities": {r["marketoGUID"] for r in sim.expected("activities", since=START_DATE)},
+        "activities": {
+            r["marketoGUID"]
+            for r in sim.expected("activities", since=START_DATE, type_ids=DEFAULT_ACTIVITY_TYPES)
+        },
         "lead_changes": {
             r["marketoGUID"]
             for r in sim.expected(
@@ -237,15 +105,6 @@ def expected_guids(sim: MarketoSimulator) -> dict[str, set[str]]:
 
 
 # ------------------------------------------------------------------------------ JSON Lines
-def read_jsonl(directory: Path) -> dict[str, list[dict[str, Any]]]:
-    """Records per stream from target-jsonl's files (one file per stream, no timestamps)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(directory.glob("*.jsonl")):
-        with path.open(encoding="utf-8") as handle:
-            out[path.stem] = [json.loads(line) for line in handle if line.strip()]
-    return out
-
-
 def guid_sets(records: Mapping[str, list[dict[str, Any]]]) -> dict[str, set[str]]:
     return {
         stream: {r["marketoGUID"] for r in records.get(stream, [])}
@@ -263,108 +122,6 @@ def assert_no_duplicates(records: Mapping[str, list[dict[str, Any]]]) -> None:
         assert not repeated, (
             f"{stream}: {len(repeated)} marketoGUIDs delivered twice, e.g. {repeated[:3]}"
         )
-
-
-# ------------------------------------------------------------------------------ PostgreSQL
-@dataclass
-class Postgres:
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-    psql: str
-
-    def query(self, sql: str) -> str:
-        done = subprocess.run(
-            [
-                self.psql,
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                self.host,
-                "-p",
-                str(self.port),
-                "-U",
-                self.user,
-                "-d",
-                self.database,
-                "-c",
-                sql,
-            ],
-            env={**os.environ, "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"psql failed on {sql!r}: {done.stderr}")
-        return done.stdout.strip()
-
-    def json(self, sql: str) -> Any:
-        return json.loads(self.query(f"SELECT coalesce(json_agg(q), '[]') FROM ({sql}) q"))
-
-    def target_env(self, schema: str) -> dict[str, str]:
-        return {
-            "TARGET_POSTGRES_HOST": self.host,
-            "TARGET_POSTGRES_PORT": str(self.port),
-            "TARGET_POSTGRES_USER": self.user,
-            "TARGET_POSTGRES_PASSWORD": self.password,
-            "TARGET_POSTGRES_DATABASE": self.database,
-            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
-        }
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Postgres:
-    """Settings from TAP_MARKETO_TEST_PG_*, else from .ci/postgres.sh (which starts a server)."""
-    values = {k: v for k, v in os.environ.items() if k.startswith("TAP_MARKETO_TEST_PG_")}
-    if "TAP_MARKETO_TEST_PG_PORT" not in values:
-        # Under CI the script may install the server; on a developer's machine only start one.
-        command = ["bash", str(REPO / ".ci" / "postgres.sh")]
-        if not in_ci():
-            command.append("--no-install")
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            unavailable(f"no PostgreSQL: .ci/postgres.sh failed ({exc})")
-        if done.returncode != 0:
-            unavailable(
-                "no PostgreSQL server (run `bash .ci/postgres.sh` to install and start one):\n"
-                + tail(done.stderr, 20)
-            )
-        values = read_env_file_text(done.stdout)
-    bindir = values.get("TAP_MARKETO_TEST_PG_BINDIR", "")
-    psql = (
-        str(Path(bindir) / "psql")
-        if bindir and (Path(bindir) / "psql").exists()
-        else shutil.which("psql")
-    )
-    if not psql:
-        unavailable("no psql client to check what target-postgres wrote")
-    pg = Postgres(
-        host=values.get("TAP_MARKETO_TEST_PG_HOST", "127.0.0.1"),
-        port=int(values["TAP_MARKETO_TEST_PG_PORT"]),
-        user=values.get("TAP_MARKETO_TEST_PG_USER", "tap_marketo"),
-        password=values.get("TAP_MARKETO_TEST_PG_PASSWORD", "tap_marketo"),
-        database=values.get("TAP_MARKETO_TEST_PG_DATABASE", "tap_marketo_test"),
-        psql=str(psql),
-    )
-    pg.query("SELECT 1")
-    return pg
-
-
-def read_env_file_text(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        match = re.fullmatch(r"(?:export\s+)?(TAP_MARKETO_TEST_PG_\w+)=(.*)", line.strip())
-        if match:
-            values[match[1]] = match[2].strip("'\"")
-    return values
 
 
 # ============================================================================== the tests
@@ -743,3 +500,45 @@ def test_readme_quick_start_meltano_run(meltano: Meltano, state_db: Path):
     for path in mentioned:
         pattern = path.replace("<stream>", "*") + ("*" if path.endswith("/") else "")
         assert list(meltano.project.glob(pattern)), f"README mentions {path}; the run wrote none"
+
+
+TYPED_TABLES = {  # three per-type tables (issue 14), with a type each that shows in columns
+    "activities_send_email": {"mailing_id": "bigint", "campaign_run_id": "bigint"},
+    "activities_open_email": {"is_mobile_device": "boolean", "platform": "text"},
+    "activities_new_lead": {"created_date": "date", "source_type": "text"},
+}
+
+
+def test_meltano_run_typed_tables_into_postgres_makes_typed_columns(
+    meltano: Meltano,
+    postgres: Postgres,
+    state_db: Path,
+    afternoon: MarketoSimulator,
+):
+    schema = f"tap_marketo_typed_{os.getpid()}"
+    postgres.query(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    select = json.dumps([f"{name}.*" for name in TYPED_TABLES])
+    env = {**prod_env(afternoon), **postgres.target_env(schema), "TAP_MARKETO__SELECT": select}
+    meltano(
+        "--environment=prod", "run", "tap-marketo", "target-postgres", database=state_db, env=env
+    )
+    type_ids = {"activities_send_email": 6, "activities_open_email": 10, "activities_new_lead": 12}
+    for table, wanted in TYPED_TABLES.items():
+        columns = pg_columns(postgres, schema, table)
+        for column, data_type in wanted.items():
+            assert columns.get(column_for(columns, column)) == data_type, (table, columns)
+        rows = pg_guids(postgres, schema, table)
+        assert max(rows.values(), default=1) == 1, f"{table}: a marketoGUID has two rows"
+        want = {
+            r["marketoGUID"]
+            for r in afternoon.expected("activities", type_ids=[type_ids[table]], since=START_DATE)
+        }
+        assert want
+        assert set(rows) == want, table
+    mailing = column_for(pg_columns(postgres, schema, "activities_send_email"), "mailing_id")
+    assert postgres.json(
+        f'SELECT count(*) AS n FROM "{schema}".activities_send_email WHERE "{mailing}" IS NULL'
+    ) == [{"n": 0}]
+    # Only the selected shapes arrive: no unified table, and one walk fed all three.
+    assert not pg_columns(postgres, schema, "activities")
+    postgres.query(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -24,7 +24,7 @@ Parameter rules, with the choices made where Marketo's behaviour is UNVERIFIED:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import catalog as cat
 from .clock import parse_datetime, to_epoch
@@ -198,10 +198,22 @@ def paging_token(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
 def activity_types(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
     del params
     present = set(sim.world.type_ids()) | set(cat.TYPES_BY_ID)
-    return {
-        "success": True,
-        "result": [t.as_json() for t in cat.ACTIVITY_TYPES if t.id in present],
-    }
+    result = []
+    for type_def in cat.ACTIVITY_TYPES:
+        if type_def.id not in present:
+            continue
+        item = type_def.as_json()
+        changes = sim.described_attributes.get(type_def.id, {})
+        if changes:
+            attributes = []
+            described = cast("list[dict[str, Any]]", item["attributes"])
+            for attribute in described:
+                data_type = changes.get(attribute["name"], attribute["dataType"])
+                if data_type is not None:
+                    attributes.append({**attribute, "dataType": data_type})
+            item["attributes"] = attributes
+        result.append(item)
+    return {"success": True, "result": result}
 
 
 def usage(sim: MarketoSimulator, params: Params) -> dict[str, Any]:

@@ -72,9 +72,10 @@ class FaultScript:
         self._lock = threading.Lock()
         self._entries: list[list[object]] = []
 
-    def add(self, suffix: str, kind: str, times: int = 1) -> None:
+    def add(self, suffix: str, kind: str, times: int = 1, after: int = 0) -> None:
+        """``times`` faults, once ``after`` matching calls have been answered normally."""
         with self._lock:
-            self._entries.append([suffix, check_kind(kind), times])
+            self._entries.append([suffix, check_kind(kind), times, after])
 
     def clear(self) -> None:
         with self._lock:
@@ -83,10 +84,14 @@ class FaultScript:
     def take(self, path: str) -> str | None:
         with self._lock:
             for entry in self._entries:
-                suffix, kind, left = entry
-                if isinstance(left, int) and left > 0 and path.endswith(str(suffix)):
-                    entry[2] = left - 1
-                    return str(kind)
+                suffix, kind, left, skip = entry
+                if not (isinstance(left, int) and left > 0 and path.endswith(str(suffix))):
+                    continue
+                if isinstance(skip, int) and skip > 0:
+                    entry[3] = skip - 1
+                    continue
+                entry[2] = left - 1
+                return str(kind)
             self._entries = [e for e in self._entries if isinstance(e[2], int) and e[2] > 0]
             return None
 

@@ -18,6 +18,7 @@ import contextlib
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 from email.utils import format_datetime
@@ -97,6 +98,10 @@ class MarketoSimulator:
         self.invalid_token_code = invalid_token_code
         self.bad_since_code = bad_since_code
         self.log_requests = log_requests
+        #: How types.json describes attributes, per type id: attribute name -> the dataType
+        #: to announce instead, or None to leave it out of the description (rows keep it).
+        #: Models an admin editing a custom type between two runs.
+        self.described_attributes: dict[int, dict[str, str | None]] = {}
         self.cursor_generation = 0
         start = now if now is not None else (None if self.world.live else self.world.default_now)
         self.clock = VirtualClock(start, ticking=self.world.live)
@@ -172,9 +177,13 @@ class MarketoSimulator:
     def reset_counters(self) -> None:
         self.counter_book.reset(in_flight=self.limits.in_flight)
 
-    def inject(self, path_suffix: str, kind: str, times: int = 1) -> None:
-        """The next ``times`` calls whose path ends with ``path_suffix`` answer with ``kind``."""
-        self.script.add(path_suffix, kind, times)
+    def inject(self, path_suffix: str, kind: str, times: int = 1, after: int = 0) -> None:
+        """The next ``times`` calls whose path ends with ``path_suffix`` answer with ``kind``.
+
+        ``after`` lets that many matching calls through first (e.g. ``after=1`` on the
+        identity path fails a token renewal, not the first token).
+        """
+        self.script.add(path_suffix, kind, times, after)
 
     def reject_cursors(self) -> None:
         """Refuse every position token issued before now (``stale_token_code``)."""
@@ -218,6 +227,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     sim: MarketoSimulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer is normal (a killed tap); say nothing."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,0 +1,196 @@
+"""Where the settings come from (files, environment) and how a wrong one is reported.
+
+The SDK can read both, but a wrong value then ends in a traceback (``int('abc')`` for
+``TAP_MARKETO_ACTIVITIES_PAGE_SIZE=abc``), a list of ids written the way people write
+them (``1,6``) is refused, and a schema error prints the value itself, which for a
+``client_secret`` given as an object is the secret. Here every value is parsed or
+refused naming the setting, and a schema error names the setting and what it must be,
+never the value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import typing as t
+from pathlib import Path, PurePath
+
+import jsonschema
+from dotenv import dotenv_values, find_dotenv
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_marketo_activities.records import parse_datetime
+
+ENV_PREFIX = "TAP_MARKETO_ACTIVITIES_"
+TRUTHY = frozenset({"true", "1", "yes", "on"})
+FALSY = frozenset({"false", "0", "no", "off", ""})
+
+_TYPE_WORDS = {
+    "string": "text (a JSON string)",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "an object",
+}
+
+
+def refuse(message: str) -> t.NoReturn:
+    """Stop with one line (the SDK's command line prints it and exits 1)."""
+    raise ConfigValidationError(message, errors=[message])
+
+
+def read_config(config: t.Any) -> dict[str, t.Any]:
+    """The settings from a dict, a file path, or several paths (later files win)."""
+    if not config:
+        return {}
+    if isinstance(config, dict):
+        return dict(config)
+    paths = [config] if isinstance(config, (str, PurePath)) else list(config)
+    merged: dict[str, t.Any] = {}
+    for path in paths:
+        try:
+            value = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            refuse(f"The --config file {path} cannot be read ({exc.strerror}).")
+        except ValueError as exc:
+            refuse(f"The --config file {path} is not valid JSON ({exc}).")
+        if not isinstance(value, dict):
+            refuse(f"The --config file {path} must hold a JSON object of settings.")
+        merged.update(value)
+    return merged
+
+
+def _items(text: str) -> list[str]:
+    """A list written as JSON (``[1, 6]``) or comma-separated (``1,6``)."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        value = json.loads(stripped)
+        if not isinstance(value, list):
+            raise ValueError(stripped)
+        return [str(item) if not isinstance(item, str) else item for item in value]
+    return [item.strip() for item in stripped.split(",") if item.strip()]
+
+
+def _parse(name: str, variable: str, text: str, schema: dict[str, t.Any]) -> t.Any:
+    kinds = schema.get("type", "string")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    try:
+        if "integer" in kinds:
+            return int(text.strip())
+        if "number" in kinds:
+            return float(text.strip())
+        if "boolean" in kinds:
+            word = text.strip().lower()
+            if word not in TRUTHY | FALSY:
+                raise ValueError(word)
+            return word in TRUTHY
+        if "array" in kinds:
+            item_kinds = (schema.get("items") or {}).get("type", "string")
+            items = _items(text)
+            if "integer" in item_kinds:
+                return [int(item) for item in items]
+            return items
+        if "object" in kinds:
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError(text)
+            return value
+    except ValueError:
+        refuse(
+            f"{name} from the environment ({variable}) must be "
+            f"{_env_shape(kinds, schema)}; fix or unset {variable}."
+        )
+    return text
+
+
+def _env_shape(kinds: list[str], schema: dict[str, t.Any]) -> str:
+    if "array" in kinds:
+        item_kinds = (schema.get("items") or {}).get("type", "string")
+        what = "whole numbers" if "integer" in item_kinds else "values"
+        return f"{what} separated by commas (1,6) or a JSON list ([1, 6])"
+    if "boolean" in kinds:
+        return "true or false"
+    return next((_TYPE_WORDS[k] for k in kinds if k in _TYPE_WORDS), "text")
+
+
+def env_settings(schema: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Settings from ``TAP_MARKETO_ACTIVITIES_<NAME>`` variables (and a ``.env`` in the cwd).
+
+    Variables already in the environment win over the ``.env`` file.
+    """
+    found = find_dotenv(usecwd=True)
+    dotenv = {k: v for k, v in dotenv_values(found).items() if v is not None} if found else {}
+    environment = {**dotenv, **os.environ}
+    result: dict[str, t.Any] = {}
+    for name, property_schema in schema.get("properties", {}).items():
+        variable = ENV_PREFIX + name.upper().replace("-", "_")
+        if variable in environment:
+            result[name] = _parse(name, variable, environment[variable], property_schema)
+    return result
+
+
+def _describe(error: jsonschema.ValidationError, schema: dict[str, t.Any]) -> str:
+    """One line naming the setting and what it must be; never the value (it may be a secret)."""
+    path = [str(p) for p in error.absolute_path]
+    name = path[0] if path else "the config"
+    where = name if len(path) <= 1 else f"every item of {name}"
+    validator, limit = error.validator, error.validator_value
+    if validator == "type":
+        kinds = [limit] if isinstance(limit, str) else list(limit)
+        words = " or ".join(_TYPE_WORDS.get(k, k) for k in kinds if k != "null")
+        return f"{where} must be {words}."
+    if validator == "minimum":
+        return f"{where} must be at least {limit}."
+    if validator == "maximum":
+        return f"{where} must be at most {limit}."
+    if validator in {"minItems", "minLength"}:
+        return f"{where} must not be empty."
+    if validator == "required":
+        return f"{error.message.split(' ', 1)[0].strip(chr(39))} is required."
+    description = schema.get("properties", {}).get(name, {}).get("description", "")
+    return f"{where} is not valid ({validator}). {description}".strip()
+
+
+def schema_errors(schema: dict[str, t.Any], config: t.Mapping[str, t.Any]) -> list[str]:
+    """Every way ``config`` breaks ``schema``, one line each, setting names only."""
+    validator = jsonschema.Draft7Validator(schema)
+    lines: dict[str, str] = {}  # the first problem of each setting is enough to fix it
+    for error in validator.iter_errors(dict(config)):
+        name = str(error.absolute_path[0]) if error.absolute_path else ""
+        lines.setdefault(name, _describe(error, schema))
+    return [lines[name] for name in sorted(lines)]
+
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def start_date_value(value: str) -> dt.datetime:
+    """``start_date`` as an aware UTC time; ValueError with the line a person should read.
+
+    A date alone means midnight UTC (Meltano declares the setting ``date_iso8601``);
+    each way a value can be wrong gets its own words: not a date, no zone, in the future.
+    """
+    text = value.strip()
+    example = "e.g. 2024-01-01T00:00:00Z, 2024-01-01T00:00:00+01:00 or 2024-01-01"
+    try:
+        if _DATE_ONLY.fullmatch(text):
+            when = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
+        else:
+            when = parse_datetime(text)
+    except ValueError as exc:
+        reason = str(exc)
+        if reason.endswith("has no time zone"):
+            msg = f"start_date {value!r} needs a time zone, {example}."
+        else:
+            msg = f"start_date {value!r} is not a date ({reason}); write it as ISO 8601, {example}."
+        raise ValueError(msg) from None
+    if when > dt.datetime.now(dt.timezone.utc):
+        msg = (
+            f"start_date {value!r} is in the future; nothing has happened there yet. Use "
+            "the earliest time whose activities you want."
+        )
+        raise ValueError(msg)
+    return when
