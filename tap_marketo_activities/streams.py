@@ -157,10 +157,7 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
                 uncovered[1].isoformat(),
             )
         try:
-            for record in self.backfill(sync, context):
-                if self.route(record):  # bulk rows feed the typed tables too
-                    self.api.stats.records[self.name] += 1
-                    yield record
+            yield from self.backfill(sync, context)
         except BackfillPaused as paused:
             self.logger.warning("%s: bulk backfill paused: %s", sync.label, paused)
             return
@@ -334,6 +331,7 @@ class ActivitiesStream(IncrementalStream):
             type_names=self.tap.activity_type_names(),
             cache=self.tap.bulk_exports,
             write_state=self._write_state,
+            route=self.route,
         )
 
     @override

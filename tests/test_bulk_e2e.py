@@ -634,7 +634,7 @@ def test_tap_sigterm_cancels_its_queued_job(simulator, tmp_path):
         if tap.poll() is None:
             tap.kill()
             tap.communicate()
-    assert tap.returncode == 1
+    assert tap.returncode == 143
     assert "Traceback" not in stderr
     assert "Stopped by SIGTERM during the bulk backfill of stream 'activities'" in stderr
     assert list(sim.bulk.statuses(sim.client_id).values()) == ["Cancelled"]

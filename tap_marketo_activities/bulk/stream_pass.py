@@ -17,6 +17,7 @@ once, as on the REST path); the job is Completed then, nothing to cancel.
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import typing as t
 
 from tap_marketo_activities.bulk.backfill import (
@@ -114,6 +115,7 @@ def backfill_pass(
     type_names: t.Mapping[int, str],
     cache: ExportCache,
     write_state: Callable[[], None],
+    route: Callable[[dict[str, t.Any]], bool] = lambda record: True,
 ) -> Iterator[dict[str, t.Any]]:
     """Bulk rows of this partition's window when bulk applies; nothing otherwise."""
     config = stream.config
@@ -158,19 +160,24 @@ def backfill_pass(
     windows = 0
     try:
         for count, record in enumerate(bulk_then_handover(backfill, sync), start=1):
-            yield record  # the stream counts what it emits (some rows go to typed tables)
+            if route(record):  # per-type tables get their rows here too
+                run_stats.records[stream.name] += 1
+                yield record
             if count % _WRITE_EVERY == 0 or stats.windows != windows:
                 windows = stats.windows
                 write_state()  # the SDK has written every row up to this one
         write_state()
     except (KeyboardInterrupt, Terminated) as exc:
         write_state()
-        signal = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
         msg = (
-            f"Stopped by {signal} during the bulk backfill of {sync.label}; an export job it "
+            f"Stopped by {name} during the bulk backfill of {sync.label}; an export job it "
             "had queued and Marketo had not finished was cancelled. The next run resumes at "
             "the first unfinished window."
         )
+        if isinstance(exc, Terminated):  # as the tap's own SIGTERM handler: 128 + 15
+            stream.logger.error("%s Exiting with %d.", msg, 128 + signal.SIGTERM)
+            raise SystemExit(128 + signal.SIGTERM) from None
         raise Stopped(msg) from None
     except ExportQuotaExceeded as exc:
         write_state()  # the saved job is enqueued by the next run
