@@ -39,6 +39,26 @@ if TYPE_CHECKING:
     from tap_marketo_activities.simulator import World
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_of_the_session() -> Iterator[None]:
+    """Every process the suite starts keeps its temporary files in one folder, removed at the end.
+
+    A tap killed on purpose (the SIGKILL and SIGTERM tests) cannot remove its own bulk export
+    files; without this they would stay in the machine's /tmp.
+    """
+    folder = tempfile.mkdtemp(prefix="tap-marketo-test-tmp-")
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = folder
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def run_tap(tmp_path):
     """Run the tap as a process: run_tap(config, state=None, catalog=None, args=())."""
