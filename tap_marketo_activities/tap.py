@@ -12,6 +12,7 @@ from functools import cached_property
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
@@ -179,6 +180,10 @@ class TapMarketoActivities(Tap):
     _runs: t.ClassVar[list[TapMarketoActivities]] = []
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        # The SDK's msgspec writer (the ``singer-sdk[msgspec]`` extra) encodes each message
+        # in C instead of through simplejson: a fifth less of the tap's CPU per
+        # record (benchmarks/README.md). Output is the same Singer JSON, one line each.
+        kwargs.setdefault("message_writer", MsgSpecWriter())
         super().__init__(*args, **kwargs)
         self._check_config()
         self._max_lateness = dt.timedelta()
