@@ -18,7 +18,7 @@ from tap_marketo_activities.errors import (
     QuotaExhausted,
 )
 from tap_marketo_activities.incremental import REPLICATION_KEY, PartitionSync, Start
-from tap_marketo_activities.records import activity_record, parse_datetime
+from tap_marketo_activities.records import dated_activity_record, parse_datetime
 from tap_marketo_activities.sdk_private import PartitionOwnedState
 
 if t.TYPE_CHECKING:
@@ -213,11 +213,13 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
         body = envelope(response)
         request_id = str(body.get("requestId", "unknown"))
         names = self.tap.activity_type_names()
-        records = [activity_record(row, type_names=names, request_id=request_id) for row in rows]
+        records = [
+            dated_activity_record(row, type_names=names, request_id=request_id) for row in rows
+        ]
         sync = self._pass
         counter = self.api.stats.records
-        for record in records:
-            if sync.admit(record["marketoGUID"], parse_datetime(record["activityDate"])):
+        for record, when in records:
+            if sync.admit(record["marketoGUID"], when):
                 counter[self.name] += 1
                 yield record
         # Every row of this page has been written by now: the cursor may move past it.
