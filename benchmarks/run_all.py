@@ -2,7 +2,7 @@
 
 One command, three tables (see benchmarks/README.md for what each measures and why):
 
-    python benchmarks/run_all.py            # everything, about 6-8 minutes on 2 busy cores
+    python benchmarks/run_all.py            # everything, ~4 min on 2 cores, under 10 when busy
     python benchmarks/run_all.py --quick    # smaller worlds, no 1,000,000-row run
 
 The simulator runs in this process (a thread); the tap and the reference client run as
