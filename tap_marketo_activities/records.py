@@ -18,8 +18,23 @@ from tap_marketo_activities.errors import MalformedResponse
 UTC = dt.timezone.utc
 
 
+def _is_canonical(text: str) -> bool:
+    """True for ``YYYY-MM-DDTHH:MM:SSZ``, the form we emit and Marketo mostly sends."""
+    return (
+        len(text) == 20
+        and text[19] == "Z"
+        and text[10] == "T"
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+        and text[:4].isdigit()
+    )
+
+
 def parse_datetime(value: str) -> dt.datetime:
     """Parse Marketo's ISO 8601 forms (Z, +hh:mm, +hhmm); raise ValueError otherwise."""
+    if _is_canonical(value):
+        # The common case, once per row: the zone is known, skip the rewriting below.
+        return dt.datetime.fromisoformat(value[:19]).replace(tzinfo=UTC)
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -75,6 +90,16 @@ def activity_record(
     or bookmarked; it fails the run (with the request id) rather than being
     dropped or guessed at.
     """
+    return dated_activity_record(row, type_names=type_names, request_id=request_id)[0]
+
+
+def dated_activity_record(
+    row: t.Any,
+    *,
+    type_names: t.Mapping[int, str],
+    request_id: str,
+) -> tuple[dict[str, t.Any], dt.datetime]:
+    """:func:`activity_record` and its parsed ``activityDate``, so callers need not re-parse."""
     if not isinstance(row, dict):
         msg = f"Marketo returned a result item that is not an object (requestId {request_id})."
         raise MalformedResponse(msg)
@@ -86,14 +111,15 @@ def activity_record(
         )
         raise MalformedResponse(msg)
     try:
-        when = parse_datetime(str(row["activityDate"]))
+        stamp = str(row["activityDate"])
+        when = parse_datetime(stamp)
         type_id = int(row["activityTypeId"])
         lead_id = _as_int(row.get("leadId"))
         record: dict[str, t.Any] = {
             "marketoGUID": str(guid),
             "id": _as_int(row.get("id")),
             "leadId": lead_id,
-            "activityDate": format_datetime(when),
+            "activityDate": stamp if _is_canonical(stamp) else format_datetime(when),
             "activityTypeId": type_id,
             "activityTypeName": type_names.get(type_id),
             "campaignId": _as_int(row.get("campaignId")),
@@ -119,4 +145,4 @@ def activity_record(
             "bookmark past it."
         )
         raise MalformedResponse(msg) from None
-    return record
+    return record, when

@@ -11,7 +11,7 @@ import pytest
 from tap_marketo_activities.envelope import first_error
 from tap_marketo_activities.errors import MalformedResponse, StateError
 from tap_marketo_activities.incremental import OverlapSet, PartitionSync, lateness_warning
-from tap_marketo_activities.records import activity_record
+from tap_marketo_activities.records import activity_record, dated_activity_record, parse_datetime
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 4, 12, 12, 0, tzinfo=UTC)
@@ -240,6 +240,33 @@ def test_malformed_row_fields_are_a_clear_error():
         "activityTypeId": 13,
         "fields": [{"id": "not-a-number", "name": "email"}],
     }
+    with pytest.raises(MalformedResponse, match="requestId r1"):
+        activity_record(row, type_names={}, request_id="r1")
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2024-04-12T12:00:07Z",
+        "2024-04-12T12:00:07+0000",
+        "2024-04-12T14:00:07+02:00",
+        "2024-04-12T12:00:07.000Z",
+        " 2024-04-12T12:00:07Z",
+    ],
+)
+def test_every_activity_date_form_emits_one_rfc3339_utc_stamp(stamp):
+    row = {"marketoGUID": "g", "activityDate": stamp, "activityTypeId": 1}
+    record, when = dated_activity_record(row, type_names={}, request_id="r1")
+    assert record["activityDate"] == "2024-04-12T12:00:07Z"
+    assert when == dt.datetime(2024, 4, 12, 12, 0, 7, tzinfo=dt.timezone.utc)
+    assert parse_datetime(record["activityDate"]) == when
+
+
+@pytest.mark.parametrize(
+    "stamp", ["2024-04-12T12:00:0xZ", "2024-13-12T12:00:07Z", "2024-04-12T12:00:07"]
+)
+def test_unparseable_activity_dates_are_a_clear_error(stamp):
+    row = {"marketoGUID": "g", "activityDate": stamp, "activityTypeId": 1}
     with pytest.raises(MalformedResponse, match="requestId r1"):
         activity_record(row, type_names={}, request_id="r1")
 
