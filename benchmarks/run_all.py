@@ -6,9 +6,9 @@ One command, three tables (see benchmarks/README.md for what each measures and w
     python benchmarks/run_all.py --quick    # smaller worlds, no 1,000,000-row run
 
 The simulator runs in this process (a thread); the tap and the reference client run as
-their own processes, whose CPU and peak RSS come from ``os.wait4``. Their stdout is read
-here line by line only to count RECORD and STATE bytes (the tap's CPU does not include
-that). Ratios are measured within one run: the machine is shared, bare times drift.
+their own processes, whose CPU comes from ``os.wait4`` and peak RSS from peak.py. Their
+stdout is read here line by line only to count RECORD and STATE bytes (the tap's CPU does
+not include that). Ratios are measured within one run: the machine is shared.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from peak import MARKER
+
 from tap_marketo_activities.simulator import MarketoSimulator, World
 from tap_marketo_activities.simulator.world import Campaign
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "reference_client.py"
+#: Every measured process runs under peak.py, which reports its own peak RSS.
+PEAK = [sys.executable, str(HERE / "peak.py")]
 #: How the tap is started; a variant appends Python lines before ``T.cli()``.
 TAP_SETUP = "from tap_marketo_activities.tap import TapMarketoActivities as T"
 VARIANTS: dict[str, str] = {"tap": ""}
@@ -86,11 +90,16 @@ def measure(command: list[str], *, raw_rows: bool = False) -> ProcessCost:
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         stderr.seek(0)
-        tail = stderr.read().decode(errors="replace")[-2000:]
+        text = stderr.read().decode(errors="replace")
+    tail = text[-2000:]
+    peak_kb = next(
+        (int(line[len(MARKER) :]) for line in text.splitlines() if line.startswith(MARKER)),
+        usage.ru_maxrss,  # includes the forked benchmark's own size: see peak.py
+    )
     return ProcessCost(
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=peak_kb / 1024,
         records=records,
         record_bytes=record_bytes,
         state_lines=state_lines,
@@ -106,7 +115,7 @@ def tap_command(config: dict, directory: Path, variant: str = "") -> list[str]:
     path.write_text(json.dumps(config))
     prefix, _, variant = variant.rpartition(BEFORE_IMPORT)
     code = f"{prefix}\n{TAP_SETUP}\n{variant}\nT.cli()"
-    return [sys.executable, "-c", code, "--config", str(path)]
+    return [*PEAK, "-c", code, "--config", str(path)]
 
 
 def run_tap(config: dict, directory: Path, variant: str = "") -> ProcessCost:
