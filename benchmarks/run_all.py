@@ -367,8 +367,8 @@ def memory(args: argparse.Namespace, directory: Path) -> None:
 def peers() -> None:
     print("## Peers\n")
     print(
-        "Skipped: Stitch's tap-marketo and Airbyte's source-marketo read activities through "
-        "bulk extract jobs, which this simulator does not serve yet (see README).\n"
+        "Skipped: Stitch's tap-marketo and Airbyte's source-marketo have not been wired to "
+        "the simulator's bulk endpoints yet (see README).\n"
     )
 
 
