@@ -472,10 +472,7 @@ class TapMarketoActivities(Tap):
             )
             sys.exit(1)
         finally:
-            # The SDK builds the tap inside its entry point (and its sync_all is final),
-            # so the run's summary is written here, for a failed run too.
-            while cls._runs:
-                cls._runs.pop().finish_run()
+            cls._finish_runs()
 
     @classmethod
     @override
@@ -487,8 +484,17 @@ class TapMarketoActivities(Tap):
             cls.logger.error("Connection test failed: %s", exc)
             ctx.exit(1)
         finally:
-            while cls._runs:
-                cls._runs.pop().finish_run()
+            cls._finish_runs()
+
+    @classmethod
+    def _finish_runs(cls) -> None:
+        """Summarise the runs the SDK's entry points built, failed ones included.
+
+        The SDK constructs the tap inside ``invoke`` and ``cb_test`` (and its ``sync_all``
+        is final), so the end of a run is only seen from around those entry points.
+        """
+        while cls._runs:
+            cls._runs.pop().finish_run()
 
     def finish_run(self) -> None:
         """Log the lateness metric/warning and the one-line summary; stop the simulator."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +75,30 @@ class TapRun:
 
 def parse_messages(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def kill_after_records(
+    command: list[str], records_before_kill: int, timeout: float = 120
+) -> tuple[list[dict[str, Any]], int]:
+    """Start a tap command, SIGKILL it after N RECORD lines; return what it wrote, and its code."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    lines, records = [], 0
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if '"type":"RECORD"' in line.replace(" ", ""):
+                records += 1
+                if records >= records_before_kill:
+                    os.kill(process.pid, signal.SIGKILL)
+                    break
+    finally:
+        process.wait(timeout=timeout)
+        if process.stdout is not None:
+            process.stdout.close()
+    return parse_messages("".join(lines)), process.returncode
 
 
 def write_json(directory: Path, name: str, value: Any) -> Path:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
-import signal
-import subprocess
 
 import pytest
-from helpers import TAP, expected_guids, guid_counts, parse_messages, sim_config, write_json
+from helpers import (
+    TAP,
+    expected_guids,
+    guid_counts,
+    kill_after_records,
+    sim_config,
+    write_json,
+)
 
 from tap_marketo_activities.simulator import Campaign, World
 
@@ -138,24 +142,7 @@ def kill_after(config_path, state_path, records_before_kill, timeout=120):
     command = [*TAP, "--config", str(config_path)]
     if state_path is not None:
         command += ["--state", str(state_path)]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    lines, records = [], 0
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if '"type":"RECORD"' in line.replace(" ", ""):
-                records += 1
-                if records >= records_before_kill:
-                    os.kill(process.pid, signal.SIGKILL)
-                    break
-    finally:
-        process.wait(timeout=timeout)
-        if process.stdout is not None:
-            process.stdout.close()
-    return parse_messages("".join(lines)), process.returncode
+    return kill_after_records(command, records_before_kill, timeout)
 
 
 def test_sigkill_at_random_points_resumes_from_the_cursor(simulator, run_tap, tmp_path):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 
 import pytest
-from helpers import TAP, expected_guids, guid_counts, parse_messages, sim_config, write_json
+from helpers import (
+    TAP,
+    expected_guids,
+    guid_counts,
+    kill_after_records,
+    sim_config,
+    write_json,
+)
 
 from tap_marketo_activities.simulator import World
 from tap_marketo_activities.typed import (
@@ -330,25 +335,8 @@ def test_a_killed_run_resumes_each_table_without_loss(simulator, run_tap, tmp_pa
     config_path = write_json(tmp_path, "config.json", config)
     catalog_path = write_json(tmp_path, "catalog.json", catalog)
     command = [*TAP, "--config", str(config_path), "--catalog", str(catalog_path)]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    lines, records = [], 0
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if '"type":"RECORD"' in line.replace(" ", ""):
-                records += 1
-                if records >= 300:
-                    os.kill(process.pid, signal.SIGKILL)
-                    break
-    finally:
-        process.wait(timeout=120)
-        if process.stdout is not None:
-            process.stdout.close()
-    killed = parse_messages("".join(lines))
-    assert process.returncode == -signal.SIGKILL
+    killed, code = kill_after_records(command, 300)
+    assert code == -signal.SIGKILL
     states = [m["value"] for m in killed if m["type"] == "STATE"]
     assert states, "the killed run wrote no state"
     resumed = run_tap(config, states[-1], catalog=catalog)
