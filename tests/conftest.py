@@ -47,6 +47,9 @@ def _temporary_files_of_the_session() -> Iterator[None]:
     files; without this they would stay in the machine's /tmp.
     """
     folder = tempfile.mkdtemp(prefix="tap-marketo-test-tmp-")
+    # Traversable by other accounts: .ci/postgres.sh hands the server's account (postgres)
+    # a password file it creates here.
+    Path(folder).chmod(0o711)
     before = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = folder
     try:
