@@ -50,7 +50,7 @@ from tap_marketo_activities.bulk.jobs import (
 from tap_marketo_activities.bulk.signals import Terminated, terminate_as_exception
 from tap_marketo_activities.bulk.windows import Window, backfill_end, plan_windows
 from tap_marketo_activities.errors import StateError
-from tap_marketo_activities.records import activity_record, format_datetime, parse_datetime
+from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -205,8 +205,16 @@ class BulkBackfill:
         return backfill_end(run_started, self.settings.settle)
 
     def records(self, start: dt.datetime, end: dt.datetime) -> Iterator[dict[str, t.Any]]:
-        """Every row stamped ``start <= activityDate < end``, window by window.
+        """Every row stamped ``start <= activityDate < end`` (see :meth:`dated_records`)."""
+        for record, _ in self.dated_records(start, end):
+            yield record
 
+    def dated_records(
+        self, start: dt.datetime, end: dt.datetime
+    ) -> Iterator[tuple[dict[str, t.Any], dt.datetime]]:
+        """Every row stamped ``start <= activityDate < end``, window by window, with its date.
+
+        The parsed ``activityDate`` comes along so the handover need not parse it again.
         Resumes after ``done_until`` and inside a saved window's job. Interrupted by Ctrl-C
         or ``Terminated``, it cancels the job it has queued and forgets it.
         """
@@ -227,7 +235,9 @@ class BulkBackfill:
             self._cancel_active()
             raise
 
-    def _window(self, window: Window, saved: _JobRef | None) -> Iterator[dict[str, t.Any]]:
+    def _window(
+        self, window: Window, saved: _JobRef | None
+    ) -> Iterator[tuple[dict[str, t.Any], dt.datetime]]:
         waited_from = self.stats.wait_s
         with tempfile.TemporaryDirectory(
             prefix="tap-marketo-bulk-", dir=self.settings.work_dir
@@ -240,14 +250,14 @@ class BulkBackfill:
             for number, row in enumerate(csvfile.rest_rows(path, what=what), start=1):
                 if number <= job.rows_done:
                     continue
-                record = activity_record(row, type_names=self.type_names, request_id=what)
+                record, when = dated_activity_record(
+                    row, type_names=self.type_names, request_id=what
+                )
                 job.rows_done = entry["rows_done"] = number
-                if record["activityTypeId"] in wanted and window.contains(
-                    parse_datetime(record["activityDate"])
-                ):
+                if record["activityTypeId"] in wanted and window.contains(when):
                     rows += 1
                     self.stats.rows += 1
-                    yield record
+                    yield record, when
         self._active = None
         self._save_job(None)
         self._bulk_state["done_until"] = format_datetime(window.end)

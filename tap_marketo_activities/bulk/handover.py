@@ -12,7 +12,6 @@ from __future__ import annotations
 import typing as t
 
 from tap_marketo_activities.bulk.backfill import STATE_KEY
-from tap_marketo_activities.records import parse_datetime
 
 if t.TYPE_CHECKING:
     import datetime as dt
@@ -65,8 +64,8 @@ def bulk_then_handover(backfill: BulkBackfill, sync: PartitionSync) -> Iterator[
         sync.state.pop(STATE_KEY, None)  # a finished backfill of an earlier run
     start = sync.window_start
     end = backfill.end_for(sync.run_started())
-    for seen, record in enumerate(backfill.records(start, end), start=1):
-        if sync.admit(record["marketoGUID"], parse_datetime(record["activityDate"])):
+    for seen, (record, when) in enumerate(backfill.dated_records(start, end), start=1):
+        if sync.admit(record["marketoGUID"], when):
             yield record
         if seen % _PRUNE_EVERY == 0:
             sync.page_done(None)  # forget keys no later window can re-read
