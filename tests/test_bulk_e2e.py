@@ -302,16 +302,7 @@ def test_sigterm_in_a_real_process_cancels_the_queued_job(sim):
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while not status_polls(sim) and time.monotonic() < deadline:  # queued, being polled
-            time.sleep(0.05)
-        child.send_signal(signal.SIGTERM)
-        stdout, stderr = child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
+    stdout, stderr = sigterm_once_polled(child, sim, timeout=30)
     assert child.returncode == 143, stderr
     assert "Traceback" not in stderr
     assert list(sim.bulk.statuses(sim.client_id).values()) == ["Cancelled"]
@@ -320,6 +311,20 @@ def test_sigterm_in_a_real_process_cancels_the_queued_job(sim):
 
 def status_polls(sim):
     return sum(n for p, n in sim.counters.calls_by_path.items() if p.endswith("/status.json"))
+
+
+def sigterm_once_polled(process, sim, timeout):
+    """SIGTERM ``process`` once its job is queued and being polled; return its output."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not status_polls(sim) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        return process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 # ----------------------------------------------------------------------------- handover
@@ -624,16 +629,7 @@ def test_tap_sigterm_cancels_its_queued_job(simulator, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not status_polls(sim) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        tap.send_signal(signal.SIGTERM)
-        stdout, stderr = tap.communicate(timeout=60)
-    finally:
-        if tap.poll() is None:
-            tap.kill()
-            tap.communicate()
+    stdout, stderr = sigterm_once_polled(tap, sim, timeout=60)
     assert tap.returncode == 143
     assert "Traceback" not in stderr
     assert "Stopped by SIGTERM during the bulk backfill of stream 'activities'" in stderr

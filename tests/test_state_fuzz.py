@@ -260,8 +260,8 @@ def _pick(count: int, want: str) -> list[Any]:
     return picked
 
 
-@pytest.mark.parametrize(("index", "text"), _pick(4, "refused"))
-def test_fuzzed_refusals_through_the_tap_make_no_call(simulator, tmp_path, index, text):
+def run_with_state(simulator, tmp_path, index, text, timeout):
+    """The tap as a process against a fresh simulator, with ``text`` as its state file."""
     sim = simulator(World.seed_afternoon(rows=100, seed=3), now=NOW)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(sim_config(sim)))
@@ -271,9 +271,15 @@ def test_fuzzed_refusals_through_the_tap_make_no_call(simulator, tmp_path, index
         [*TAP, "--config", str(config), "--state", str(state)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
+    return sim, done
+
+
+@pytest.mark.parametrize(("index", "text"), _pick(4, "refused"))
+def test_fuzzed_refusals_through_the_tap_make_no_call(simulator, tmp_path, index, text):
+    sim, done = run_with_state(simulator, tmp_path, index, text, timeout=120)
     errors = [line for line in done.stderr.splitlines() if "| ERROR" in line]
     assert done.returncode == 1, done.stderr[-2000:]
     assert len(errors) == 1, done.stderr[-2000:]
@@ -285,18 +291,7 @@ def test_fuzzed_refusals_through_the_tap_make_no_call(simulator, tmp_path, index
 
 @pytest.mark.parametrize(("index", "text"), _pick(1, "accepted"))
 def test_fuzzed_accepted_state_runs_through_the_tap(simulator, tmp_path, index, text):
-    sim = simulator(World.seed_afternoon(rows=100, seed=3), now=NOW)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(sim_config(sim)))
-    state = tmp_path / f"fuzz{index}.json"
-    state.write_text(text)
-    done = subprocess.run(
-        [*TAP, "--config", str(config), "--state", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    _, done = run_with_state(simulator, tmp_path, index, text, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert any(m["type"] == "STATE" for m in parse_messages(done.stdout))
