@@ -340,6 +340,7 @@ class PartitionSync:
         # A callable: the server's clock is known only after the first answer.
         self.run_started = run_started
         self.report = PassReport()
+        self._emitted_at_last_page = 0
         self.bookmark = self._read_bookmark()
         self.overlap = self._read_overlap()
         self.cursor = self._read_cursor()
@@ -527,13 +528,27 @@ class PartitionSync:
             return None
         return min(self.max_seen, self.run_started()) - self.lookback
 
-    def page_done(self, next_token: str | None) -> None:
-        """Record the cursor after a page is fully emitted (the caller writes state)."""
+    def page_done(self, next_token: str | None) -> bool:
+        """Record the cursor after a page is fully emitted; True when a STATE must follow.
+
+        Only a page that delivered a row needs its STATE: a page of re-reads (or an empty
+        one) changes nothing but the token, so a run killed after it resumes one page
+        earlier and skips those rows again, at the price of a call, never of a row. The
+        lookback re-read that starts every incremental pass is such pages, and each STATE
+        carries the whole state with its overlap sets.
+        """
+        delivered = self.report.emitted != self._emitted_at_last_page
+        self._emitted_at_last_page = self.report.emitted
         horizon = self._horizon()
         if horizon is not None:
             self.emitted.prune(horizon)
         if not next_token or not self.resumable:
-            return
+            return delivered
+        saved = self.state.get("cursor")
+        if not delivered and self.cursor is not None and isinstance(saved, dict):
+            # Nothing admitted, so max_seen and the pending set are as last encoded.
+            self.cursor.token = saved["token"] = next_token
+            return False
         self.cursor = Cursor(
             token=next_token,
             window_start=self.window_start,
@@ -541,6 +556,7 @@ class PartitionSync:
             pending=self.emitted,
         )
         self.state["cursor"] = self._encoding(self.cursor.to_state)
+        return delivered
 
     def _encoding(self, encode: t.Callable[[], _T]) -> _T:
         """Run an encoder; a set over the bounds stops the run instead of being written."""

@@ -244,8 +244,8 @@ class IncrementalStream(PartitionOwnedState, MarketoStream):
                 counter[self.name] += 1
                 yield record
         # Every row of this page has been written by now: the cursor may move past it.
-        sync.page_done(body.get("nextPageToken"))
-        self._write_state()
+        if sync.page_done(body.get("nextPageToken")):
+            self._write_state()
 
     def route(self, record: dict[str, t.Any]) -> bool:
         """Hand a new row to any other stream that takes it; True if this stream emits it."""
