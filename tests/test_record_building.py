@@ -1,11 +1,15 @@
-"""Building records: the quick ways of reading activityDate agree with the general one."""
+"""Quick ways of reading page bodies and activityDate agree with the general ones."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
+import requests
 
+from tap_marketo_activities.envelope import envelope
+from tap_marketo_activities.errors import MalformedResponse
 from tap_marketo_activities.records import format_datetime, parse_datetime, utc_stamp
 
 
@@ -45,3 +49,65 @@ def test_utc_stamp_refuses_what_parse_refuses(stamp):
         parse_datetime(stamp)
     with pytest.raises(ValueError):
         utc_stamp(stamp)
+
+
+# ------------------------------------------------------------------ page bodies (envelope)
+
+
+def response(content: bytes, content_type: str = "application/json;charset=UTF-8"):
+    answer = requests.Response()
+    answer.status_code = 200
+    answer._content = content
+    answer.headers["Content-Type"] = content_type
+    answer.encoding = requests.utils.get_encoding_from_headers(answer.headers)
+    answer.url = "https://123-ABC-456.mktorest.com/rest/v1/activities.json"
+    return answer
+
+
+PAGE = {
+    "requestId": "e42b#14272d07d78",
+    "success": True,
+    "nextPageToken": "WQV2VQVPPCKHC6AQYVK7JDSA3J62DUSJ3EXJGDPTKPEBFW3SAVUA====",
+    "moreResult": False,
+    "result": [
+        {
+            "id": 2147480000,
+            "marketoGUID": "32172d0b-f0d0-48e8-a321-7a3065562ac3",
+            "attributes": [{"name": "Score", "value": 1.5}, {"name": "Big", "value": 10**30}],
+            "primaryAttributeValue": "caf\u00e9 \u2603 \U0001f600",
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (json.dumps(PAGE).encode(), "application/json;charset=UTF-8"),
+        (json.dumps(PAGE, ensure_ascii=False).encode(), "application/json"),
+        (b"\xef\xbb\xbf" + json.dumps(PAGE).encode(), "application/json;charset=UTF-8"),
+        (json.dumps({**PAGE, "x": float("nan")}).encode(), "application/json"),
+        (
+            json.dumps(PAGE, ensure_ascii=False).encode("latin-1", "replace"),
+            "text/json;charset=ISO-8859-1",
+        ),
+        (
+            '{"success": true, "result": ["\u00c3\u00a9"]}'.encode("latin-1"),
+            "application/json;charset=ISO-8859-1",
+        ),
+    ],
+)
+def test_a_page_body_parses_as_requests_parses_it(content, content_type):
+    try:
+        expected = response(content, content_type).json()
+    except ValueError:
+        with pytest.raises(MalformedResponse, match="with a body that is not JSON"):
+            envelope(response(content, content_type))
+        return
+    body = envelope(response(content, content_type))
+    assert json.dumps(body, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_a_body_that_is_not_json_is_named_as_such():
+    with pytest.raises(MalformedResponse, match="with a body that is not JSON"):
+        envelope(response(b"<html>502 Bad Gateway</html>", "text/html"))
