@@ -57,9 +57,14 @@ def format_datetime(value: dt.datetime) -> str:
 
 
 def attributes_object(attributes: t.Any) -> dict[str, t.Any]:
-    """``[{name, value}]`` -> ``{name: value}``; later duplicates win, as in Marketo's UI."""
+    """``[{name, value}]`` -> ``{name: value}``; later duplicates win, as in Marketo's UI.
+
+    An object (an export file's ``attributes`` cell) is taken as it is, keys as text.
+    """
     if not attributes:
         return {}
+    if isinstance(attributes, dict):
+        return {str(name): value for name, value in attributes.items()}
     result: dict[str, t.Any] = {}
     for item in attributes:
         if isinstance(item, dict) and "name" in item:

@@ -8,9 +8,15 @@ import json
 import pytest
 import requests
 
+from tap_marketo_activities.bulk.csvfile import numbered_rows, rest_rows
 from tap_marketo_activities.envelope import envelope
 from tap_marketo_activities.errors import MalformedResponse
-from tap_marketo_activities.records import format_datetime, parse_datetime, utc_stamp
+from tap_marketo_activities.records import (
+    activity_record,
+    format_datetime,
+    parse_datetime,
+    utc_stamp,
+)
 
 
 @pytest.mark.parametrize(
@@ -111,3 +117,52 @@ def test_a_page_body_parses_as_requests_parses_it(content, content_type):
 def test_a_body_that_is_not_json_is_named_as_such():
     with pytest.raises(MalformedResponse, match="with a body that is not JSON"):
         envelope(response(b"<html>502 Bad Gateway</html>", "text/html"))
+
+
+# ------------------------------------------------------------------- export files (csvfile)
+
+HEADER = (
+    "marketoGUID,leadId,activityDate,activityTypeId,campaignId,primaryAttributeValueId,"
+    "primaryAttributeValue,attributes\n"
+)
+
+
+def export_file(tmp_path, lines):
+    path = tmp_path / "export.csv"
+    path.write_text(HEADER + "".join(lines), encoding="utf-8")
+    return path
+
+
+def test_a_type_group_gets_its_rows_numbered_by_their_place_in_the_file(tmp_path):
+    path = export_file(
+        tmp_path,
+        [
+            'g-1,1,2024-04-12T13:45:00Z,1,null,null,null,"{""Step ID"": 1}"\n',
+            "g-2,2,2024-04-12T13:46:00Z,6,null,null,null,{not json}\n",  # not asked for
+            "\n",
+            'g-3,3,2024-04-12T13:47:00Z,6,null,null,null,"[{""name"": ""A"", ""value"": 2}]"\n',
+            "g-4,4,2024-04-12T13:48:00Z,x,null,null,null,null\n",
+            "g-5,5,2024-04-12T13:49:00Z,1,null,null,null,null\n",
+        ],
+    )
+    got = [(n, row["marketoGUID"]) for n, row in numbered_rows(path, what="x", type_ids={1})]
+    assert got == [(1, "g-1"), (4, "g-4"), (5, "g-5")]  # g-4's type is for the builder to refuse
+    resumed = numbered_rows(path, what="x", type_ids={1, 6}, after=3)
+    assert [(n, row["marketoGUID"]) for n, row in resumed] == [(4, "g-4"), (5, "g-5")]
+
+
+def test_attributes_as_an_object_or_a_list_make_the_same_record(tmp_path):
+    path = export_file(
+        tmp_path,
+        [
+            'g-1,1,2024-04-12T13:45:00Z,1,null,null,null,"{""Step ID"": 1, ""On"": true}"\n',
+            'g-1,1,2024-04-12T13:45:00Z,1,null,null,null,"[{""name"": ""Step ID"", ""value"": 1},'
+            ' {""name"": ""On"", ""value"": true}]"\n',
+        ],
+    )
+    first, second = (
+        activity_record(row, type_names={1: "Visit Webpage"}, request_id="x")
+        for row in rest_rows(path, what="x")
+    )
+    assert first == second
+    assert first["attributes"] == {"Step ID": 1, "On": True}
