@@ -48,8 +48,20 @@ AB_VARIANTS: dict[str, str] = {
     ),
     "tap, SDK's standard writer": (
         "from singer_sdk.singerlib.encoding import SimpleSingerWriter\n"
-        "import tap_marketo_activities.tap as m; m.MsgSpecWriter = SimpleSingerWriter"
+        "import tap_marketo_activities.tap as m; m.BatchingWriter = SimpleSingerWriter"
     ),
+    "tap, SDK's msgspec writer (a write per message)": (
+        "from singer_sdk.contrib.msgspec import MsgSpecWriter\n"
+        "import tap_marketo_activities.tap as m; m.BatchingWriter = MsgSpecWriter"
+    ),
+    "tap, SDK's record path": (
+        "from tap_marketo_activities.sdk_private import DirectRecordMessages as D\n"
+        "D._unchanged_output = False"
+    ),
+    "tap, pages parsed by requests": (
+        "import tap_marketo_activities.envelope as e; e._UTF8 = frozenset()"
+    ),
+    "tap, no gc.freeze": f"import gc; gc.freeze = lambda: None\n{BEFORE_IMPORT}",
 }
 
 
