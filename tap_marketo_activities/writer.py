@@ -1,10 +1,10 @@
 """The tap's Singer message writer: the SDK's msgspec encoding, one write per batch of records.
 
 The SDK's writers flush stdout after every message, so each RECORD costs a ``write``
-system call of its own (about 3 us a record here, a tenth of the tap's CPU per record:
-benchmarks/README.md). This writer keeps RECORD lines in memory and writes them together,
-whole lines only, before any other message (SCHEMA, STATE, ...), whenever 64 KB have
-gathered, and when the process exits. Nothing a target relies on changes:
+system call of its own: 4 to 7 us of the tap's 30 to 40 us per record in the emit
+benchmark (benchmarks/run_all.py --ab). This writer keeps RECORD lines in memory and
+writes them together, whole lines only, before any other message (SCHEMA, STATE, ...),
+whenever 64 KB have gathered, and when the process exits. Nothing a target relies on changes:
 
 * every STATE still follows the records it covers, and is written (with them) at once;
 * a process killed while records are held loses only records no STATE covers yet, which
