@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from peak import MARKER
@@ -47,8 +48,20 @@ AB_VARIANTS: dict[str, str] = {
     ),
     "tap, SDK's standard writer": (
         "from singer_sdk.singerlib.encoding import SimpleSingerWriter\n"
-        "import tap_marketo_activities.tap as m; m.MsgSpecWriter = SimpleSingerWriter"
+        "import tap_marketo_activities.tap as m; m.BatchingWriter = SimpleSingerWriter"
     ),
+    "tap, SDK's msgspec writer (a write per message)": (
+        "from singer_sdk.contrib.msgspec import MsgSpecWriter\n"
+        "import tap_marketo_activities.tap as m; m.BatchingWriter = MsgSpecWriter"
+    ),
+    "tap, SDK's record path": (
+        "from tap_marketo_activities.sdk_private import DirectRecordMessages as D\n"
+        "D._unchanged_output = False"
+    ),
+    "tap, pages parsed by requests": (
+        "import tap_marketo_activities.envelope as e; e._UTF8 = frozenset()"
+    ),
+    "tap, no gc.freeze": f"import gc; gc.freeze = lambda: None\n{BEFORE_IMPORT}",
 }
 
 
@@ -108,6 +121,19 @@ def measure(command: list[str], *, raw_rows: bool = False) -> ProcessCost:
         returncode=process.returncode,
         stderr_tail=tail,
     )
+
+
+def compile_bytecode(checkouts: list[Path]) -> None:
+    """Compile each measured checkout's package, as ``pip install`` does for a user.
+
+    An editable install has no bytecode until a run writes it, and with
+    ``PYTHONDONTWRITEBYTECODE`` set (as on our machines) no run ever does: every tap
+    process would compile the package again, about 0.25 s (4 us a record at 60,000 rows)
+    that no installed tap pays. ``compileall`` writes the ``__pycache__`` folders anyway.
+    """
+    for checkout in checkouts:
+        package = checkout / "tap_marketo_activities"
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
 
 
 def tap_command(config: dict, directory: Path, variant: str = "") -> list[str]:
@@ -198,33 +224,46 @@ def busy_day_world(rows: int) -> tuple[World, str, str]:
 # --------------------------------------------------------------------------- the tables
 
 
+#: The bulk row: activities up to a settle margin before now through export jobs (the tap's
+#: backfill_method bulk, stream_pass.SETTLE), then REST from the lookback before that point.
+BULK_SETTLE_MINUTES = 15
+BULK_CONFIG = {"backfill_method": "bulk", "bulk_poll_seconds": 0.2}
+
+
 def emit_cost(args: argparse.Namespace, directory: Path) -> None:
     worlds = {
-        f"quiet ({args.quiet_rows:,} rows)": quiet_world(args.quiet_rows),
-        f"busy hour ({args.busy_sends:,} sends)": busy_hour_world(args.busy_sends),
+        f"quiet ({args.quiet_rows:,} rows)": (quiet_world(args.quiet_rows), False),
+        f"busy hour ({args.busy_sends:,} sends)": (busy_hour_world(args.busy_sends), False),
+        f"quiet, bulk backfill ({args.quiet_rows:,} rows)": (quiet_world(args.quiet_rows), True),
     }
     rows: list[list[str]] = []
-    for label, (world, now, start) in worlds.items():
+    for label, ((world, now, start), bulk) in worlds.items():
         unlimited = {"rate_limit_calls": 10**9, "daily_quota": 10**9, "scan_block": 10**6}
+        reference_command = [
+            sys.executable,
+            str(REFERENCE),
+            "--base-url",
+            "",
+            "--since",
+            start,
+        ]
+        extra: dict[str, object] = {}
+        if bulk:
+            until = datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(
+                minutes=BULK_SETTLE_MINUTES
+            )
+            reference_command += ["--bulk-until", until.strftime("%Y-%m-%dT%H:%M:%SZ")]
+            extra = BULK_CONFIG
         with MarketoSimulator(world, now=now, **unlimited) as sim:
+            sim.bulk.quota_bytes = 10**12
+            reference_command[3] = sim.base_url
             reference: list[ProcessCost] = []
             taps: dict[str, list[ProcessCost]] = {name: [] for name in VARIANTS}
             for _ in range(args.repeat):
-                reference.append(
-                    measure(
-                        [
-                            sys.executable,
-                            str(REFERENCE),
-                            "--base-url",
-                            sim.base_url,
-                            "--since",
-                            start,
-                        ],
-                        raw_rows=True,
-                    )
-                )
+                reference.append(measure(reference_command, raw_rows=True))
                 for name, variant in VARIANTS.items():
-                    taps[name].append(run_tap(base_config(sim, start), directory, variant))
+                    config = base_config(sim, start, **extra)
+                    taps[name].append(run_tap(config, directory, variant))
         best_ref = min(reference, key=ProcessCost.per_record_us)
         rows.append(
             [
@@ -393,6 +432,7 @@ def main() -> None:
     if args.quick:
         args.repeat = 1
 
+    compile_bytecode([HERE.parent, *(Path(path) for path in args.baseline or ())])
     started = time.perf_counter()
     print(
         f"# tap-marketo-activities benchmarks: {platform.python_version()}, "

@@ -22,7 +22,7 @@ from tap_marketo_activities.errors import (
 from tap_marketo_activities.incremental import REPLICATION_KEY, PartitionSync, Start
 from tap_marketo_activities.output import write_record, write_schema
 from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
-from tap_marketo_activities.sdk_private import PartitionOwnedState
+from tap_marketo_activities.sdk_private import DirectRecordMessages, PartitionOwnedState
 from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, Column, TypeLayout, typed_record
 
 if t.TYPE_CHECKING:
@@ -96,7 +96,7 @@ class ActivityTypesStream(MarketoStream):
         yield from self.tap.activity_types()
 
 
-class IncrementalStream(PartitionOwnedState, MarketoStream):
+class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream):
     """A paged activity walk with lookback, overlap dedup and resumable cursors.
 
     The SDK's own bookmarking for unsorted streams (progress markers) would move

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from helpers import sim_config
 from singer_sdk.streams import Stream
 
 import tap_marketo_activities
-from tap_marketo_activities.sdk_private import PINNED_SIGNATURES
+from tap_marketo_activities.sdk_private import PINNED_ATTRIBUTES, PINNED_SIGNATURES
 from tap_marketo_activities.simulator import World
 
 PACKAGE = Path(tap_marketo_activities.__file__).parent
@@ -33,13 +34,22 @@ FORBIDDEN = (
 def test_private_sdk_methods_we_override_keep_their_signature(name):
     method = getattr(Stream, name, None)
     assert method is not None, (
-        f"singer-sdk no longer has Stream.{name}; sdk_private.py overrides it to keep the "
-        "bookmark in PartitionSync. Find the new hook before upgrading."
+        f"singer-sdk no longer has Stream.{name}; sdk_private.py overrides it to change the "
+        "SDK behaviour its docstring names. Find the new hook before upgrading."
     )
     parameters = tuple(inspect.signature(method).parameters)
     assert parameters == PINNED_SIGNATURES[name], (
         f"singer-sdk changed Stream.{name}{parameters}; sdk_private.py was written for "
         f"{PINNED_SIGNATURES[name]}. Re-read the SDK before upgrading."
+    )
+
+
+@pytest.mark.parametrize("name", PINNED_ATTRIBUTES)
+def test_private_sdk_attributes_we_read_are_still_set_by_the_sdk(name):
+    assignment = rf"self\.{name}\b[^=\n]*= "
+    assert re.search(assignment, inspect.getsource(Stream.__init__)), (
+        f"singer-sdk's Stream no longer sets {name}; sdk_private.DirectRecordMessages reads "
+        "it. Re-read Stream._generate_record_messages before upgrading."
     )
 
 
