@@ -275,3 +275,45 @@ def test_error_envelopes_of_any_shape():
     assert first_error({"errors": [{"code": 606, "message": "slow down"}]}) == ("606", "slow down")
     assert first_error({"errors": ["611"]}) == ("611", "")
     assert first_error({"success": False})[0] == "unknown"
+
+
+def test_overlap_set_encoding_reused_across_pages_holds_exactly_the_set():
+    """The cached encoding, partly rebuilt after each change, decodes to the set.
+
+    Pages add keys mostly at the newest seconds, sometimes earlier (late rows), sometimes
+    move a key to another second, and pruning drops whole leading seconds; the text may
+    still carry keys older than a prune (never read again), and nothing else.
+    """
+    rng = random.Random(15)
+    overlap = OverlapSet()
+    keys: list[str] = []
+    newest = 0.0
+    pruned_before = at(-1000)
+    for page in range(300):
+        for _ in range(rng.randrange(0, 40)):
+            late = rng.random() < 0.2
+            minute = newest - rng.random() * 30 if late else newest + rng.random() * 0.5
+            newest = max(newest, minute)
+            if keys and rng.random() < 0.05:
+                key = rng.choice(keys)  # the same key seen at another second
+            elif rng.random() < 0.7:
+                key = str(uuid.UUID(int=rng.getrandbits(128)))
+                keys.append(key)
+            else:
+                key = str(rng.randrange(10**12))
+                keys.append(key)
+            overlap.add(key, at(minute))
+        if rng.random() < 0.3:
+            pruned_before = max(pruned_before, at(newest - rng.random() * 40))
+            overlap.prune(pruned_before)
+        if rng.random() < 0.8:  # not every page is encoded (pages of re-reads are not)
+            text = overlap.encode()
+            assert overlap.encode() is text  # unchanged since: the same text
+            decoded = OverlapSet.decode(text)._stamps
+            held = overlap._stamps
+            assert all(decoded.get(key) == stamp for key, stamp in held.items()), page
+            extra = {key: stamp for key, stamp in decoded.items() if key not in held}
+            assert all(stamp < pruned_before.timestamp() for stamp in extra.values()), page
+    fresh = OverlapSet()
+    fresh.update(overlap)
+    assert OverlapSet.decode(fresh.encode())._stamps == overlap._stamps
