@@ -13,7 +13,7 @@ run, against the same world. Every process runs under peak.py; its CPU comes fro
 (``marketoGUID``: all of them keep it), which are compared with the world's rows of the
 activity types that client was asked for. Calls are the simulator's counters; each client
 gets a simulator of its own. How each peer is installed and configured, and why, is in
-benchmarks/README.md ("Peers").
+benchmarks/README.md ("Peers on the same data").
 """
 
 from __future__ import annotations
@@ -356,12 +356,14 @@ def expected_keys(
 
 
 def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the variables only the benchmark may set."""
     env = {k: v for k, v in os.environ.items() if k.upper() not in OWN_VARIABLES}
     env.update(extra)
     return env
 
 
 def finish(result: Result, process: Process, sim: MarketoSimulator, *, raw: bool = False) -> None:
+    """Fill ``result`` from the finished process, its output and the simulator's counters."""
     if process.returncode != 0:
         result.skipped = f"exited {process.returncode}: {_last_line(process.stderr_tail)}"
     result.wall_s, result.cpu_s = process.wall_s, process.cpu_s
@@ -380,6 +382,8 @@ def finish(result: Result, process: Process, sim: MarketoSimulator, *, raw: bool
 
 @dataclass(frozen=True)
 class Afternoon:
+    """The seed afternoon on ``day``, read from 08:00 at 20:00 (every row committed)."""
+
     world: World
     day: date
 
