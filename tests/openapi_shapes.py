@@ -24,6 +24,7 @@ SHAPE_BY_PATH = {
     "/rest/v1/activities/types.json": "ResponseOfActivityType",
     "/rest/v1/activities/pagingtoken.json": "ResponseOfVoid",
     "/rest/v1/stats/usage.json": "ResponseOfUsageData",
+    "/rest/v1/leads/describe.json": "ResponseOfLeadAttribute",
     "/identity/oauth/token": "ResponseOfIdentity",
 }
 

@@ -12,6 +12,7 @@ import requests
 from openapi_shapes import SHAPE_BY_PATH, assert_shape
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
+from tap_marketo_activities.simulator import catalog as cat
 
 UTC = timezone.utc
 WORLD = World.seed_afternoon(rows=1000, seed=7)
@@ -543,6 +544,27 @@ def test_every_endpoint_answers_in_its_documented_shape(api):
     api.body(LEAD_CHANGES, nextPageToken=token, fields="email,firstName,leadScore")
     api.body(DELETED, nextPageToken=token)
     api.body("/rest/v1/stats/usage.json")
+
+
+def test_leads_describe_names_exactly_the_fields_lead_changes_accepts(api):
+    """Other extractors discover lead fields here (benchmarks/peers.py runs one)."""
+    body = api.body("/rest/v1/leads/describe.json")  # checks the documented shape
+    described = {field["rest"]["name"]: field for field in body["result"]}
+    assert set(described) == cat.KNOWN_LEAD_FIELDS
+    assert described["id"]["dataType"] == "integer"
+    assert described["id"]["rest"]["readOnly"] is True
+    assert described["updatedAt"]["dataType"] == "datetime"
+    assert described["email"] == {
+        "id": 48,
+        "displayName": "Email Address",
+        "dataType": "email",
+        "length": 255,
+        "rest": {"name": "email", "readOnly": False},
+        "soap": {"name": "Email", "readOnly": False},
+    }
+    token = api.paging_token("2024-04-12T12:00:00Z")
+    every_field = ",".join(described)
+    assert api.body(LEAD_CHANGES, nextPageToken=token, fields=every_field)["success"]
 
 
 def test_list_and_asset_filters_narrow_the_walk(api):

@@ -304,6 +304,29 @@ def test_bad_requests_answer_with_marketo_errors(sim, bulk):
     assert sim.counters.calls_by_path[f"{EXPORT}/create.json"] == 4
 
 
+def test_a_lead_export_is_refused_without_creating_a_job(sim, bulk):
+    """No lead database: an updatedAt filter answers 1035 (Stitch's probe), others 1003."""
+    leads = "/bulk/v1/leads/export/create.json"
+    probe = {
+        "format": "CSV",
+        "fields": ["id"],
+        "filter": {"updatedAt": {"startAt": WINDOW["startAt"], "endAt": WINDOW["endAt"]}},
+    }
+    assert error_of(bulk.call("POST", leads, json=probe)) == (
+        "1035",
+        "Unsupported filter type for target subscription: updatedAt",
+    )
+    by_creation = {"format": "CSV", "fields": ["id"], "filter": {"createdAt": WINDOW}}
+    assert error_of(bulk.call("POST", leads, json=by_creation)) == (
+        "1003",
+        "Lead exports are not simulated (no lead database)",
+    )
+    assert error_of(bulk.call("POST", leads, data=b"{not json"))[0] == "609"
+    assert error_of(bulk.call("GET", leads))[0] == "610"
+    assert sim.bulk.statuses() == {}
+    assert sim.counters.calls_by_path[leads] == 4
+
+
 def test_bulk_calls_count_toward_the_daily_call_quota(sim, bulk):
     sim.set_quota(sim.daily_quota)
     assert error_of(bulk.call("POST", f"{EXPORT}/create.json", json={}))[0] == "607"

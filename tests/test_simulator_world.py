@@ -45,6 +45,23 @@ def test_seed_afternoon_has_the_article_s_shape():
     assert commits == sorted(commits)
 
 
+def test_seed_afternoon_moves_to_another_day_unchanged():
+    """Benchmarks against clients that size windows by the real clock need a recent day."""
+    original = World.seed_afternoon(rows=2000, seed=3)
+    moved = World.seed_afternoon(rows=2000, seed=3, day=datetime(2026, 11, 22).date())
+    shift = datetime(2026, 11, 22, tzinfo=UTC) - DAY
+    assert moved.default_now == original.default_now + shift
+    for a, b in zip(original.rows(), moved.rows(), strict=True):
+        assert b.activity_date == a.activity_date + shift
+        assert b.committed_at == a.committed_at + shift
+        assert (b.marketo_guid, b.activity_type_id, b.lead_id, b.campaign_id) == (
+            a.marketo_guid,
+            a.activity_type_id,
+            a.lead_id,
+            a.campaign_id,
+        )
+
+
 def test_rows_scale_every_part_proportionally():
     small = World.seed_afternoon(rows=100, seed=1)
     assert len(small) == 100

@@ -30,7 +30,10 @@ It models the quirks that break naive clients:
 - the bulk activity export endpoints (``/bulk/v1/activities/export/...``: create, enqueue,
   status, file with ``Range``/206, cancel, list) with the queue limits, processing time on the
   virtual clock, SHA-256 checksums, the 500 MB daily export quota and download faults
-  (``sim.bulk``; see bulk.py).
+  (``sim.bulk``; see bulk.py);
+- for other extractors' discovery (benchmarks/peers.py): ``/rest/v1/leads/describe.json`` (the
+  lead fields the simulator knows; there are no lead records) and a refusal on
+  ``/bulk/v1/leads/export/create.json`` (1035 for an ``updatedAt`` filter, else 1003).
 
 UNVERIFIED behaviour and the choices made:
 - a missing access token answers 601 "Access token not specified" (Marketo may use 600);

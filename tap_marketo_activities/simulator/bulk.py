@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from .world import World
 
 PREFIX = "/bulk/v1/activities/export"
+#: Lead exports are not simulated; this path answers only why (see ``leads_create``).
+LEADS_CREATE = "/bulk/v1/leads/export/create.json"
 MAX_SPAN = timedelta(days=31)
 COLUMNS = (
     "marketoGUID",
@@ -242,6 +244,23 @@ class BulkExports:
                 fields=tuple(fields),
             )
             return {"success": True, "result": [job.as_json(self)]}
+
+    def leads_create(self, sim: MarketoSimulator, owner: str, raw_body: bytes) -> dict[str, Any]:
+        """Refuse a lead export: the simulator has no lead database.
+
+        An ``updatedAt`` filter answers 1035, as an instance without that filter does
+        (Stitch's tap-marketo creates such a job to find out whether it may filter leads by
+        ``updatedAt``, and reads 1035 as "no"); any other request answers 1003. Never a job.
+        """
+        del sim, owner
+        try:
+            body = json.loads(raw_body or b"{}")
+        except ValueError:
+            raise BulkError("609", cat.error_message("609")) from None
+        flt = body.get("filter") if isinstance(body, dict) else None
+        if isinstance(flt, dict) and "updatedAt" in flt:
+            raise BulkError("1035", cat.error_message("1035", name="updatedAt"))
+        raise BulkError("1003", "Lead exports are not simulated (no lead database)")
 
     def enqueue(self, sim: MarketoSimulator, owner: str, export_id: str) -> dict[str, Any]:
         now = sim.clock.now()
@@ -484,6 +503,8 @@ def route(path: str) -> tuple[str, str | None] | None:
     """``(action, exportId)`` for a bulk path, or None when the path is not one."""
     if path == f"{PREFIX}/create.json":
         return "create", None
+    if path == LEADS_CREATE:
+        return "leads_create", None
     if path == f"{PREFIX}.json":
         return "list", None
     match = _JOB_PATH.match(path)

@@ -296,6 +296,27 @@ LEAD_FIELD_NAMES = frozenset(name for _, name in LEAD_FIELDS)
 #: few that exist but never change in the simulated world).
 KNOWN_LEAD_FIELDS = LEAD_FIELD_NAMES | {"id", "createdAt", "updatedAt", "middleName", "website"}
 
+#: How ``/rest/v1/leads/describe.json`` describes the lead fields the simulator knows:
+#: (field id, REST name, display name, dataType). The simulator has no lead records; the
+#: description exists because other extractors read it while they discover their catalog.
+LEAD_DESCRIPTION: tuple[tuple[int, str, str, str], ...] = (
+    (1, "id", "Id", "integer"),
+    (2, "createdAt", "Created At", "datetime"),
+    (3, "updatedAt", "Updated At", "datetime"),
+    (48, "email", "Email Address", "email"),
+    (49, "firstName", "First Name", "string"),
+    (50, "lastName", "Last Name", "string"),
+    (51, "company", "Company Name", "string"),
+    (52, "leadStatus", "Lead Status", "string"),
+    (53, "leadScore", "Lead Score", "integer"),
+    (54, "title", "Job Title", "string"),
+    (55, "phone", "Phone Number", "phone"),
+    (56, "city", "City", "string"),
+    (57, "country", "Country", "string"),
+    (58, "middleName", "Middle Name", "string"),
+    (59, "website", "Website", "url"),
+)
+
 FIRST_NAMES = (
     "Ada",
     "Bram",
@@ -391,6 +412,7 @@ ERROR_MESSAGES: dict[str, str] = {
     "1002": "Missing value for required parameter '{name}'",
     "1003": "Invalid data",
     "1006": "Field '{name}' not found",
+    "1035": "Unsupported filter type for target subscription: {name}",
 }
 
 

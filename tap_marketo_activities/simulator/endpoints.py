@@ -231,6 +231,25 @@ def usage(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
     }
 
 
+def leads_describe(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+    """The lead fields the simulator knows (names as ``fields=`` accepts them).
+
+    Served for other extractors' discovery (Stitch's tap-marketo reads it before it lists
+    any stream); ``length`` on string-like fields, ``readOnly`` on the three system fields.
+    """
+    del sim, params
+    result = []
+    for field_id, name, display, data_type in cat.LEAD_DESCRIPTION:
+        item: dict[str, Any] = {"id": field_id, "displayName": display, "dataType": data_type}
+        if data_type in ("string", "email", "phone", "url"):
+            item["length"] = 255
+        read_only = name in ("id", "createdAt", "updatedAt")
+        item["rest"] = {"name": name, "readOnly": read_only}
+        item["soap"] = {"name": name[:1].upper() + name[1:], "readOnly": read_only}
+        result.append(item)
+    return {"success": True, "result": result}
+
+
 ROUTES: dict[str, Callable[[MarketoSimulator, Params], dict[str, Any]]] = {
     "/rest/v1/activities.json": activities,
     "/rest/v1/activities/leadchanges.json": lead_changes,
@@ -238,4 +257,5 @@ ROUTES: dict[str, Callable[[MarketoSimulator, Params], dict[str, Any]]] = {
     "/rest/v1/activities/pagingtoken.json": paging_token,
     "/rest/v1/activities/types.json": activity_types,
     "/rest/v1/stats/usage.json": usage,
+    "/rest/v1/leads/describe.json": leads_describe,
 }

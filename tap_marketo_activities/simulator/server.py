@@ -460,6 +460,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if action == "create":
                 body = exports.create(sim, owner, self._raw_body)
+            elif action == "leads_create":
+                body = exports.leads_create(sim, owner, self._raw_body)
             elif action == "list":
                 body = exports.listing(sim, owner, params)
             else:

@@ -18,7 +18,7 @@ import random
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 from zlib import crc32
@@ -245,7 +245,12 @@ class World:
     # ----------------------------------------------------------------- scenarios
     @classmethod
     def seed_afternoon(
-        cls, rows: int = 1000, seed: int = 7, *, id_absent_fraction: float = 0.1
+        cls,
+        rows: int = 1000,
+        seed: int = 7,
+        *,
+        id_absent_fraction: float = 0.1,
+        day: date | None = None,
     ) -> World:
         """The seed article's afternoon, 2024-04-12 (UTC); the clock defaults to 14:00.
 
@@ -254,8 +259,13 @@ class World:
         stamped 13:45-13:50 and committing gradually until 14:10 (about half committed at
         14:00); background activity of every type 12:00-18:00 (50%), 3% of it committing up to
         15 minutes late. Every part scales with ``rows``.
+
+        ``day`` moves the same afternoon (same rows, GUIDs and commit order) to another date:
+        clients that size their export windows by the real clock, up to "now" (the peers in
+        benchmarks/peers.py), need an afternoon that is recent.
         """
-        day = datetime(2024, 4, 12, tzinfo=UTC)
+        on = day if day is not None else date(2024, 4, 12)
+        midnight = datetime(on.year, on.month, on.day, tzinfo=UTC)
         rng = random.Random(seed)
         builder = _Builder(rng, leads=max(50, rows // 5))
         pre = rows // 10
@@ -263,24 +273,24 @@ class World:
         background = rows - pre - 2 * send
         builder.add_background(
             pre,
-            to_epoch(day + timedelta(hours=8)),
-            to_epoch(day + timedelta(hours=12)),
+            to_epoch(midnight + timedelta(hours=8)),
+            to_epoch(midnight + timedelta(hours=12)),
             late_fraction=0.0,
             max_late_s=0,
         )
-        builder.add_campaign(Campaign(day + timedelta(hours=12, minutes=30), send), 1)
+        builder.add_campaign(Campaign(midnight + timedelta(hours=12, minutes=30), send), 1)
         builder.add_campaign(
             Campaign(
-                day + timedelta(hours=13, minutes=45),
+                midnight + timedelta(hours=13, minutes=45),
                 send,
-                commit_until=day + timedelta(hours=14, minutes=10),
+                commit_until=midnight + timedelta(hours=14, minutes=10),
             ),
             2,
         )
         builder.add_background(
             background,
-            to_epoch(day + timedelta(hours=12)),
-            to_epoch(day + timedelta(hours=18)),
+            to_epoch(midnight + timedelta(hours=12)),
+            to_epoch(midnight + timedelta(hours=18)),
             late_fraction=0.03,
             max_late_s=15 * 60,
         )
@@ -288,8 +298,8 @@ class World:
             builder,
             name="seed-afternoon",
             seed=seed,
-            anchor=day + timedelta(hours=12),
-            default_now=day + timedelta(hours=14),
+            anchor=midnight + timedelta(hours=12),
+            default_now=midnight + timedelta(hours=14),
             id_absent_fraction=id_absent_fraction,
         )
 

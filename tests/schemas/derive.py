@@ -33,6 +33,9 @@ DEFINITIONS = (
     "ResponseOfUsageData",
     "UsageData",
     "UserCount",
+    "ResponseOfLeadAttribute",
+    "LeadAttribute",
+    "LeadMapAttribute",
     "Error",
     "Warning",
 )
