@@ -123,6 +123,7 @@ class CallLimiter:
         """Give this thread (``threading.get_ident()``) first claim on slots and places."""
         with self._cond:
             self._favoured = thread_id
+            self._favoured_flying = False
             self._cond.notify_all()
 
     def unfavour(self, thread_id: int) -> None:

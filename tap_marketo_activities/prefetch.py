@@ -122,6 +122,7 @@ class Chain:
         self._token: str | None = None
         self._token_error: Exception | None = None
         self._token_known = False
+        self._finished = False  # the fetcher delivered its end or its failure
         self.claimed = False
         self.cancelled = False
         self.thread = threading.Thread(target=self._fetch, name=f"prefetch {plan.key}", daemon=True)
@@ -135,6 +136,13 @@ class Chain:
             with self._cond:
                 self._fetching = False
                 self._limiter.unfavour(threading.get_ident())
+                if not self._finished and not self.cancelled:
+                    # Never leave the emitting thread waiting on a fetcher that is gone.
+                    stopped = RuntimeError("a page fetcher stopped without an answer")
+                    if not self._token_known:
+                        self._token_error, self._token_known = stopped, True
+                    self._items.append(_Failure(stopped))
+                    self._cond.notify_all()
 
     def _walk(self) -> None:
         source = self._plan.source
@@ -145,6 +153,7 @@ class Chain:
                     token = source.mint_token(self.start.since)
             except Exception as exc:
                 self._set_token(None, exc)
+                self._deliver(_Failure(exc))
                 return
             self._set_token(token, None)
             while token is not None and not self.cancelled:
@@ -168,6 +177,7 @@ class Chain:
 
     def _deliver(self, item: _Failure | _End) -> None:
         with self._cond:
+            self._finished = True
             if not self.cancelled:
                 self._items.append(item)
                 self._cond.notify_all()
