@@ -8,6 +8,8 @@ Chain with pages built in memory, to reach the temporary-file path and the failu
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
 import threading
 import typing as t
 
@@ -18,6 +20,7 @@ from helpers import (
     expected_guids,
     guid_counts,
     kill_after_records,
+    parse_messages,
     sim_config,
     write_json,
 )
@@ -25,6 +28,7 @@ from helpers import (
 from tap_marketo_activities.auth import MarketoAuthenticator
 from tap_marketo_activities.errors import MalformedResponse, MarketoError
 from tap_marketo_activities.incremental import Start
+from tap_marketo_activities.limits import CallLimiter, RunStats
 from tap_marketo_activities.prefetch import Chain, Plan, Prefetcher, Spool
 from tap_marketo_activities.simulator import World
 
@@ -164,6 +168,51 @@ def test_a_cursor_refused_while_read_ahead_falls_back_and_loses_nothing(
         }
         got |= set(resumed.guids(stream))
         assert want[stream] <= got, f"{stream} lost {len(want[stream] - got)} rows"
+
+
+def test_sigterm_while_fetchers_are_in_flight_stops_at_once(simulator, run_tap, tmp_path):
+    """Fetchers are daemon threads, stopped with the run: exit 143, a state that resumes."""
+    sim = simulator(
+        World.seed_afternoon(rows=2400, seed=12), now="2024-04-12T16:00:00Z", latency_s=0.1
+    )
+    config = parallel_config(sim)
+    process = subprocess.Popen(
+        [*TAP, "--config", str(write_json(tmp_path, "config.json", config))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines, records = [], 0
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            records += '"type":"RECORD"' in line.replace(" ", "")
+            if records >= 200:
+                process.send_signal(signal.SIGTERM)
+                break
+        lines += process.stdout.readlines()
+        stderr = process.stderr.read() if process.stderr else ""
+    finally:
+        process.wait(timeout=30)
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "Stopped by SIGTERM" in stderr
+    assert "Traceback" not in stderr
+    assert sim.counters.peak_concurrency > 1
+    written = parse_messages("".join(lines))
+    state = [m["value"] for m in written if m["type"] == "STATE"][-1]
+    resumed = run_tap(config, state)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for stream in STREAMS:
+        delivered = {
+            m["record"]["marketoGUID"]
+            for m in written + resumed.messages
+            if m["type"] == "RECORD" and m["stream"] == stream
+        }
+        assert set(expected_guids(sim, stream, SINCE)) <= delivered, stream
 
 
 def test_one_call_at_a_time_walks_as_before(simulator, run_tap):
@@ -338,6 +387,68 @@ def wait_until(condition: t.Callable[[], bool], seconds: float) -> None:
             return
         done.wait(0.05)
     raise TimeoutError
+
+
+# -- the limiter and the token, shared by threads ------------------------------------------
+
+
+def test_the_limiter_caps_calls_in_flight_and_counts_every_call_from_many_threads():
+    stats = RunStats()
+    limiter = CallLimiter(max_calls=10_000, window_s=20, max_concurrent=3, stats=stats)
+    lock = threading.Lock()
+    flying, peak = 0, 0
+    release = threading.Event()
+
+    def call() -> None:
+        nonlocal flying, peak
+        with limiter.slot():
+            with lock:
+                flying += 1
+                peak = max(peak, flying)
+            release.wait(0.002)
+            with lock:
+                flying -= 1
+        stats.count(stats.calls, "activities.json")
+
+    def worker() -> None:
+        for _ in range(40):
+            call()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert peak == 3
+    assert stats.calls["activities.json"] == 320
+
+
+def test_a_favoured_thread_is_never_kept_out_by_the_others():
+    """Other threads stop short of the window's last places; the favoured one still gets one."""
+    stats = RunStats()
+    limiter = CallLimiter(max_calls=6, window_s=60, max_concurrent=6, stats=stats)
+    limiter.call_s = 20.0  # one call every 20 s: three more calls in the window
+    limiter.favour(threading.get_ident())
+    started = threading.Event()
+
+    def other() -> None:
+        with limiter.slot():
+            started.set()
+
+    for _ in range(3):  # three places the others may use
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(timeout=10)
+    blocked = threading.Thread(target=other, daemon=True)
+    started.clear()
+    blocked.start()
+    blocked.join(timeout=1.0)
+    assert blocked.is_alive()  # the fourth would take a place the favoured thread needs
+    with limiter.slot():  # the favoured thread is admitted at once
+        pass
+    limiter.unfavour(threading.get_ident())  # nobody favoured: the other may go
+    blocked.join(timeout=10)
+    assert not blocked.is_alive()
 
 
 # -- the token, shared by threads -----------------------------------------------------------
