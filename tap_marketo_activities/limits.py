@@ -114,8 +114,8 @@ class CallLimiter:
         self._stats = stats
         self._clock = clock
         self._favoured: int | None = None
-        #: Mean seconds a call is in flight (moving average), for the favoured reserve.
-        self.call_s = 1.0
+        #: Mean seconds a call is in flight (moving average); None before the first.
+        self.call_s: float | None = None
         self._waiting = 0
         self._waiting_since = 0.0
 
@@ -148,7 +148,10 @@ class CallLimiter:
                 if me == self._favoured:
                     self._favoured_flying = False
                 self._ended.append((now, me))
-                self.call_s += (now - started - self.call_s) * 0.1
+                took = now - started
+                self.call_s = (
+                    took if self.call_s is None else self.call_s + (took - self.call_s) * 0.2
+                )
                 self._cond.notify_all()
 
     def _may_start(self, me: int, now: float) -> bool:
@@ -168,7 +171,7 @@ class CallLimiter:
         window holding the calls that ended less than ``window_s`` before it, every call
         in flight now (this one included), and its own k calls before it.
         """
-        step = max(self.call_s, 0.05)
+        step = max(self.call_s or 1.0, 0.05)
         ends = [end for end, _ in self._ended]
         in_window = len(ends)
         pending = self._in_flight + 1

@@ -270,6 +270,10 @@ class FakeSource:
 
 
 class Favours:
+    """The limiter as a chain sees it: calls take a second (so reading ahead to disk pays)."""
+
+    call_s = 1.0
+
     def __init__(self) -> None:
         self.favoured: int | None = None
 
@@ -294,6 +298,7 @@ def numbers(chain: Chain) -> list[int]:
 
 def test_a_chain_read_ahead_goes_to_its_file_and_comes_back_in_order():
     spool = Spool(limit=10**9)
+    spool.emitted(0.01)  # pages are emitted faster than calls are answered: reading ahead pays
     source = FakeSource(pages=30)
     chain = start_chain(source, spool)
     chain.thread.join(timeout=30)  # the whole chain is read before anyone emits it
@@ -305,8 +310,23 @@ def test_a_chain_read_ahead_goes_to_its_file_and_comes_back_in_order():
     chain.cancel()
 
 
+def test_a_chain_is_not_read_ahead_to_disk_when_calls_are_faster_than_emitting():
+    spool = Spool(limit=10**9)
+    spool.emitted(5.0)  # the emitter takes longer over a page than a call (1 s) takes
+    source = FakeSource(pages=20)
+    chain = start_chain(source, spool)
+    try:
+        with pytest.raises(TimeoutError):
+            wait_until(lambda: source.fetched == 20, seconds=1.0)
+        assert spool.used == 0
+        assert numbers(chain) == list(range(20))
+    finally:
+        chain.cancel()
+
+
 def test_a_full_spool_stops_the_fetcher_until_the_chain_is_emitted():
     spool = Spool(limit=1)  # room for one page on disk
+    spool.emitted(0.01)
     source = FakeSource(pages=20)
     chain = start_chain(source, spool)
     try:
