@@ -86,7 +86,10 @@ class MarketoAuthenticator(OAuthAuthenticator):
         self._max_tries = max(1, max_tries)
         self._retry_base_s = retry_base_s
         self._on_retry = on_retry
-        self._lock = threading.Lock()
+        # Guards the token for every thread that sends calls (prefetch.py's fetchers too):
+        # the check, the renewal and the read of the token happen under it. Re-entrant,
+        # because ``authenticate_request`` holds it while it asks for a renewal.
+        self._lock = threading.RLock()
         # Our own copies: the base class keeps them in attributes it does not document.
         self._credentials = {"client_id": client_id, "client_secret": client_secret}
         redact_library_logs()
@@ -107,9 +110,30 @@ class MarketoAuthenticator(OAuthAuthenticator):
         age = (_utc_now() - self.last_refreshed).total_seconds()
         return age < max(self.expires_in - EXPIRY_MARGIN_S, self.expires_in / 2)
 
-    def invalidate(self) -> None:
-        """Forget the token (after 601/602), so the next request fetches a new one."""
+    @override
+    def authenticate_request(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Attach a valid token, renewed first if needed; safe from several threads.
+
+        The SDK's version writes the token into a header dict shared by all requests and
+        then copies it, so a thread could attach the ``None`` another thread's 601 had
+        just left; here the token is read once, under the lock, into this request alone.
+        """
         with self._lock:
+            if not self.is_token_valid():
+                self.update_access_token()
+            token = self.access_token
+        request.headers["Authorization"] = f"Bearer {token}"
+        return request
+
+    def invalidate(self, refused: str | None = None) -> None:
+        """Forget the token (after 601/602), so the next request fetches a new one.
+
+        ``refused`` is the Authorization header of the refused call: when another thread
+        has renewed the token since that call left, the new token is kept.
+        """
+        with self._lock:
+            if refused is not None and refused != f"Bearer {self.access_token}":
+                return
             self.access_token = None
             self.last_refreshed = None
 

@@ -224,7 +224,8 @@ class MarketoStream(RESTStream[str]):
         try:
             check_answer(response, window_s=self.api.window_s, refused=refused)
         except TokenRejected:
-            self.authenticator.invalidate()
+            sent = response.request.headers.get("Authorization") if response.request else None
+            self.authenticator.invalidate(sent)
             raise
 
     def fatal_message(
@@ -277,9 +278,10 @@ class MarketoStream(RESTStream[str]):
         """Log the cause and wait, count the retry; never log request arguments."""
         error = details.get("exception")
         cause = getattr(error, "cause", None) or type(error).__name__
-        self.api.stats.retries[str(cause)] += 1
+        stats = self.api.stats
+        stats.count(stats.retries, str(cause))
         if isinstance(error, MarketoRetriable) and error.wait and str(cause) == "606":
-            self.api.stats.waited_s += float(details.get("wait") or 0)
+            stats.add_wait(float(details.get("wait") or 0))
         self.logger.warning(
             "Retrying %s in %.1f s after %s (attempt %d of %d)",
             self.name,
@@ -313,7 +315,8 @@ class MarketoStream(RESTStream[str]):
             except TokenRejected:
                 # validate_response dropped the token; the SDK attaches a new one to
                 # the resend. A second refusal is an ordinary retry.
-                self.api.stats.retries["token expired (601/602)"] += 1
+                stats = self.api.stats
+                stats.count(stats.retries, "token expired (601/602)")
                 return func(*args, **kwargs)
 
         retrying = super().request_decorator(with_renewed_token)

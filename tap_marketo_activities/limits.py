@@ -9,9 +9,11 @@ conditions the tap itself never provokes a 606 or 615.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import contextlib
 import datetime as dt
+import math
 import threading
 import time
 import typing as t
@@ -29,7 +31,14 @@ CENTRAL = ZoneInfo("America/Chicago")
 
 @dataclass
 class RunStats:
-    """What the run cost: the one-line summary every run ends with."""
+    """What the run cost: the one-line summary every run ends with.
+
+    Calls, retries and waits are counted from every thread that makes calls (the page
+    fetchers of prefetch.py too): those go through :meth:`count` and :meth:`add_wait`,
+    under one lock, since ``counter[key] += 1`` is a read and a write that two threads
+    can interleave. ``records`` and ``duplicates_skipped`` are written by the emitting
+    thread alone.
+    """
 
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
     retries: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -39,6 +48,17 @@ class RunStats:
     bulk_jobs: int = 0
     bulk_bytes: int = 0
     bulk_wait_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, counter: collections.Counter[str], key: str) -> None:
+        """Add one to ``counter[key]`` (one of this object's counters), from any thread."""
+        with self._lock:
+            counter[key] += 1
+
+    def add_wait(self, seconds: float) -> None:
+        """Add to the time spent waiting on limits, from any thread."""
+        with self._lock:
+            self.waited_s += seconds
 
     def summary(self) -> str:
         """One line, stable order, no secrets."""
@@ -58,7 +78,21 @@ class RunStats:
 
 
 class CallLimiter:
-    """A sliding-window rate limiter plus a concurrency cap, shared by all streams."""
+    """A sliding-window rate limiter plus a concurrency cap, shared by all threads.
+
+    A call holds one of ``max_concurrent`` slots while it is in flight, and takes a place
+    in the window from the moment it is admitted. Its place is dated when its answer
+    arrives, not when it was sent: Marketo dates a call when it arrives there, somewhere
+    between the two, so a place freed 20 s after the answer is free on Marketo's side
+    too, however long the call took to get there. A call in flight always counts.
+
+    One thread can be *favoured* (:meth:`favour`): the fetcher of the chain the run is
+    emitting, whose pages everything else waits for. Other threads leave it one slot, and
+    start a call only if the favoured thread, calling one after another at the calls'
+    measured speed, would still find a place in the window for each of its next calls.
+    The chains read ahead must not spend the window in a burst and leave the chain being
+    emitted waiting for the window to pass.
+    """
 
     def __init__(
         self,
@@ -68,38 +102,119 @@ class CallLimiter:
         max_concurrent: int,
         stats: RunStats,
         clock: t.Callable[[], float] = time.monotonic,
-        sleep: t.Callable[[float], None] = time.sleep,
     ) -> None:
         self.max_calls = max_calls
         self.window_s = window_s
-        self._started: collections.deque[float] = collections.deque()
-        self._slots = threading.BoundedSemaphore(max_concurrent)
-        self._lock = threading.Lock()
+        self.max_concurrent = max_concurrent
+        #: When each call of the window ended, and which thread made it.
+        self._ended: collections.deque[tuple[float, int]] = collections.deque()
+        self._in_flight = 0
+        self._favoured_flying = False
+        self._cond = threading.Condition()
         self._stats = stats
         self._clock = clock
-        self._sleep = sleep
+        self._favoured: int | None = None
+        #: Mean seconds a call is in flight (moving average); None before the first.
+        self.call_s: float | None = None
+        self._waiting = 0
+        self._waiting_since = 0.0
+
+    def favour(self, thread_id: int) -> None:
+        """Give this thread (``threading.get_ident()``) first claim on slots and places."""
+        with self._cond:
+            self._favoured = thread_id
+            self._favoured_flying = False
+            self._cond.notify_all()
+
+    def unfavour(self, thread_id: int) -> None:
+        """End the favour of this thread, if it still has it."""
+        with self._cond:
+            if self._favoured == thread_id:
+                self._favoured = None
+                self._cond.notify_all()
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
         """Hold one concurrent slot and one place in the rate window for a call."""
-        waited_from = self._clock()
-        with self._slots:
-            self._reserve()
-            self._stats.waited_s += self._clock() - waited_from
+        me = threading.get_ident()
+        self._admit(me)
+        started = self._clock()
+        try:
             yield
-
-    def _reserve(self) -> None:
-        while True:
-            with self._lock:
+        finally:
+            with self._cond:
                 now = self._clock()
-                while self._started and now - self._started[0] >= self.window_s:
-                    self._started.popleft()
-                if len(self._started) < self.max_calls:
-                    self._started.append(now)
-                    return
-                # A small margin: the server's window edge and ours are not in sync.
-                pause = self.window_s - (now - self._started[0]) + 0.05
-            self._sleep(max(pause, 0.01))
+                self._in_flight -= 1
+                if me == self._favoured:
+                    self._favoured_flying = False
+                self._ended.append((now, me))
+                took = now - started
+                self.call_s = (
+                    took if self.call_s is None else self.call_s + (took - self.call_s) * 0.2
+                )
+                self._cond.notify_all()
+
+    def _may_start(self, me: int, now: float) -> bool:
+        """Whether a call of this thread may start now (the caller holds the lock)."""
+        favoured = self._favoured
+        used = len(self._ended) + self._in_flight
+        if favoured is None or favoured == me:
+            return self._in_flight < self.max_concurrent and used < self.max_calls
+        if self._in_flight >= max(1, self.max_concurrent - 1) or used >= self.max_calls:
+            return False
+        return self._leaves_room(now)
+
+    def _leaves_room(self, now: float) -> bool:
+        """Whether one more call now leaves the favoured thread a place for each next call.
+
+        The favoured thread calls about every ``call_s``; its k-th next call finds the
+        window holding the calls that ended less than ``window_s`` before it, every call
+        in flight now (this one included), and its own k calls before it.
+        """
+        step = max(self.call_s or 1.0, 0.05)
+        ends = [end for end, _ in self._ended]
+        in_window = len(ends)
+        pending = self._in_flight + 1
+        first = now + step if self._favoured_flying else now
+        for k in range(math.ceil(self.window_s / step) + 1):
+            at = first + k * step
+            # Calls that ended at or before ``at - window_s`` no longer count then.
+            still = in_window - bisect.bisect_right(ends, at - self.window_s)
+            if still + pending + k + 1 > self.max_calls:
+                return False
+            if still == 0:
+                return True
+        return True
+
+    def _admit(self, me: int) -> None:
+        with self._cond:
+            waiting = False
+            while True:
+                now = self._clock()
+                while self._ended and now - self._ended[0][0] >= self.window_s:
+                    self._ended.popleft()
+                if self._may_start(me, now):
+                    break
+                if not waiting:
+                    waiting = True
+                    self._waiting += 1
+                    if self._waiting == 1:
+                        self._waiting_since = now
+                # A small margin: the server's window edge and ours are not in sync. Room
+                # for a thread that is not favoured can also come with time alone.
+                oldest = self._ended[0][0] if self._ended else now
+                pause = self.window_s - (now - oldest) + 0.05
+                limit = self.window_s if self._favoured is None else 0.25
+                self._cond.wait(min(max(pause, 0.01), limit))
+            self._in_flight += 1
+            if me == self._favoured:
+                self._favoured_flying = True
+            if waiting:
+                self._waiting -= 1
+                if not self._waiting:
+                    # The time during which some call was held back, not the sum over
+                    # threads: the summary's "waited on limits" stays in wall seconds.
+                    self._stats.add_wait(now - self._waiting_since)
 
 
 class DailyBudget:
@@ -116,9 +231,16 @@ class DailyBudget:
         self.used_at_start: int | None = None
         self.ours = 0
         self._read_usage = read_usage if limit is not None else None
+        # Re-entrant: the usage read of the first call is itself a call that comes back
+        # here. Other threads wait until it is known, so none passes the check unread.
+        self._lock = threading.RLock()
 
     def spend(self) -> None:
-        """Count one call; refuse it if it would cross the budget."""
+        """Count one call; refuse it if it would cross the budget (from any thread)."""
+        with self._lock:
+            self._spend()
+
+    def _spend(self) -> None:
         if self._read_usage is not None:
             read, self._read_usage = self._read_usage, None
             self.used_at_start = read()  # its own call comes through here, uncapped

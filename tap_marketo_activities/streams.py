@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import typing as t
 from functools import cached_property
 
+from singer_sdk import metrics
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
-from tap_marketo_activities.bulk.stream_pass import BackfillPaused, backfill_pass
+from tap_marketo_activities.bulk.handover import wants_bulk
+from tap_marketo_activities.bulk.stream_pass import SETTLE, BackfillPaused, backfill_pass
 from tap_marketo_activities.client import MarketoPaginator, MarketoStream
 from tap_marketo_activities.envelope import envelope, page_rows
 from tap_marketo_activities.errors import (
@@ -21,6 +25,7 @@ from tap_marketo_activities.errors import (
 )
 from tap_marketo_activities.incremental import REPLICATION_KEY, PartitionSync, Start
 from tap_marketo_activities.output import write_record, write_schema
+from tap_marketo_activities.prefetch import Plan, chain_key
 from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
 from tap_marketo_activities.sdk_private import DirectRecordMessages, PartitionOwnedState
 from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, Column, TypeLayout, typed_record
@@ -31,6 +36,7 @@ if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
 
+    from tap_marketo_activities.prefetch import Chain
     from tap_marketo_activities.tap import TapMarketoActivities
 
 # Types another stream carries, left out of the default `activities` selection: 12 New Lead
@@ -140,17 +146,26 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         """How errors and logs name this partition."""
         return f"stream '{self.name}'" + (f" partition {dict(context)}" if context else "")
 
-    @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        """One pass: resume or mint a token, walk to the end, promote the bookmark."""
-        sync = PartitionSync(
-            self.get_context_state(context),
+    def partition_sync(self, state: dict[str, t.Any], context: Context | None) -> PartitionSync:
+        """The pass over one partition, reading (and later writing) ``state``."""
+        return PartitionSync(
+            state,
             label=self.partition_label(context),
             start_date=self.tap.start_date,
             lookback=dt.timedelta(minutes=int(self.config["lookback_minutes"])),
             run_started=self.api.now,
             resumable=not self.batching,
         )
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """One pass: resume or mint a token, walk to the end, promote the bookmark."""
+        self.tap.start_prefetch()
+        with self.tap.prefetcher.closing_on_error():
+            yield from self._pass_records(context)
+
+    def _pass_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        sync = self.partition_sync(self.get_context_state(context), context)
         self.before_pass(sync, context)
         uncovered = sync.uncovered_overlap()
         if uncovered:
@@ -203,15 +218,28 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
 
     def _walk(self, context: Context | None, sync: PartitionSync, start: Start) -> Iterable[dict]:
         self._pass = sync
+        chain = self.tap.prefetcher.claim(chain_key(self.name, context), start)
+        try:
+            yield from self._walk_from(context, sync, start, chain)
+        finally:
+            if chain is not None:
+                chain.cancel()
+
+    def _walk_from(
+        self, context: Context | None, sync: PartitionSync, start: Start, chain: Chain | None
+    ) -> Iterable[dict]:
         if start.resumes_cursor:
             self.logger.info("Resuming %s from its saved cursor", sync.label)
             self._first_token = start.token
         else:
             self.logger.info("Reading %s from %s", sync.label, describe_start(sync, start))
-            self._first_token = self.mint_token(start.since)
+            self._first_token = chain.token() if chain else self.mint_token(start.since)
         self._cursor_accepted = not start.resumes_cursor
         try:
-            yield from self.request_records(context)
+            if chain is None:
+                yield from self.request_records(context)
+            else:
+                yield from self._read_ahead_records(context, chain)
         except (QuotaExhausted, ConfigError):
             raise
         except MarketoError as exc:
@@ -223,6 +251,105 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
             raise CursorRejected(str(exc)) from None
         finally:
             self._cursor_accepted = True
+
+    # -- reading ahead (prefetch.py) ---------------------------------------------------
+
+    def plan_chains(self) -> list[Plan]:
+        """This stream's walks to read ahead, each from the start its state gives now.
+
+        Read from a copy of the state: nothing is written before the pass itself runs.
+        A partition whose state is unreadable, or that will not walk from a start known
+        now (see ``reads_ahead``), is left to the pass, which says why or decides then.
+        """
+        if self.batching:
+            return []
+        plans = []
+        contexts: list[dict | None] = [None]
+        if self.partitions:
+            contexts = list(self.partitions)
+        for context in contexts:
+            try:
+                sync = self.partition_sync(copy.deepcopy(self._saved_state(context)), context)
+            except MarketoError:
+                continue
+            if self.reads_ahead(sync, context):
+                key = chain_key(self.name, context)
+                plans.append(Plan(key=key, start=sync.start(), source=self, context=context))
+        return plans
+
+    def _saved_state(self, context: Context | None) -> dict[str, t.Any]:
+        """The partition's state as the run found it, without creating an entry for it."""
+        stream_state = (self.tap_state.get("bookmarks") or {}).get(self.name) or {}
+        if context is None:
+            return dict(stream_state)
+        for partition in stream_state.get("partitions") or []:
+            if partition.get("context") == dict(context):
+                return dict(partition)
+        return {}
+
+    def reads_ahead(self, sync: PartitionSync, context: Context | None) -> bool:
+        """Hook: False when the pass may start elsewhere than ``sync.start()`` says now."""
+        del sync, context
+        return True
+
+    def fetch_page(self, context: Context | None, token: str) -> requests.Response:
+        """One page of this stream's walk, as ``request_records`` would ask for it.
+
+        Called from a fetcher thread: the request is built by the same hooks
+        (``get_http_request`` with its long-request form), and sent with the same
+        validation, token renewal and retries (``request_decorator``).
+        """
+        request = self.get_http_request(
+            page=PageContext(stream_context=context, next_page_token=token)
+        )
+        prepared = self.build_prepared_request(
+            method=request.method,
+            url=request.url,
+            params=request.encode_params(),
+            headers=request.headers,
+            data=request.data,
+        )
+        send = self.request_decorator(self._send_single)
+        return t.cast("requests.Response", send(prepared))
+
+    def next_page(self, token: str, response: requests.Response) -> str | None:
+        """The token after this page (None at the end), as the paginator decides it.
+
+        A page that ``parse_response`` will refuse ends the read-ahead here.
+        """
+        page_rows(response)
+        paginator = MarketoPaginator(token, int(self.config["page_size"]))
+        paginator.advance(response)
+        return None if paginator.finished else paginator.current_value
+
+    def _read_ahead_records(self, context: Context | None, chain: Chain) -> Iterable[dict]:
+        """The pages a fetcher read ahead, each handled as ``request_records`` would."""
+        with self.get_http_request_counter() as request_counter:
+            request_counter.with_context(context)
+            for response in chain.pages():
+                request_counter.increment()
+                self._log_duration(response, context)
+                yield from self.parse_response(response)
+
+    def _log_duration(self, response: requests.Response, context: Context | None) -> None:
+        """The SDK's ``http_request_duration`` metric for a page read ahead."""
+        tags: dict[str, t.Any] = {
+            metrics.Tag.STREAM: self.name,
+            metrics.Tag.ENDPOINT: self.path,
+            metrics.Tag.HTTP_STATUS_CODE: response.status_code,
+            metrics.Tag.STATUS: (
+                metrics.Status.SUCCEEDED if response.status_code < 400 else metrics.Status.FAILED
+            ),
+        }
+        if context:
+            tags[metrics.Tag.CONTEXT] = context
+        point = metrics.Point(
+            "timer",
+            metric=metrics.Metric.HTTP_REQUEST_DURATION,
+            value=response.elapsed.total_seconds(),
+            tags=tags,
+        )
+        metrics.log(self.metrics_logger, point)
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
@@ -353,12 +480,7 @@ class ActivitiesStream(IncrementalStream):
         if sync.bookmark is not None or sync.cursor is not None:
             return
         types = set((context or {}).get("activity_type_ids") or ())
-        donors = [
-            p
-            for p in self.state_manager.get_state_partitions() or []
-            if set((p.get("context") or {}).get("activity_type_ids") or ()) & types
-            and p.get("replication_key_value")
-        ]
+        donors = self._donors(types)
         covered = {i for p in donors for i in p["context"]["activity_type_ids"]}
         if not donors or not types <= covered:
             return
@@ -371,6 +493,31 @@ class ActivitiesStream(IncrementalStream):
             "%s starts from bookmark %s, inherited from the type groups that read its types before",
             sync.label,
             earliest["replication_key_value"],
+        )
+
+    def _donors(self, types: set[int]) -> list[dict[str, t.Any]]:
+        """Bookmarked partitions in the state that read some of these types."""
+        return [
+            p
+            for p in self.state_manager.get_state_partitions() or []
+            if set((p.get("context") or {}).get("activity_type_ids") or ()) & types
+            and p.get("replication_key_value")
+        ]
+
+    @override
+    def reads_ahead(self, sync: PartitionSync, context: Context | None) -> bool:
+        """Not a pass that may inherit progress (``before_pass``) or start with bulk."""
+        types = set((context or {}).get("activity_type_ids") or ())
+        if sync.bookmark is None and sync.cursor is None and self._donors(types):
+            return False
+        return not wants_bulk(
+            str(self.config.get("backfill_method", "auto")),
+            threshold=dt.timedelta(days=float(self.config.get("bulk_threshold_days", 3))),
+            window_start=sync.window_start,
+            now=self.api.now(),
+            settle=SETTLE,
+            state=sync.state,
+            resuming_cursor=sync.start().resumes_cursor,
         )
 
     @override

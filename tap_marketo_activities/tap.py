@@ -23,6 +23,7 @@ from tap_marketo_activities.bulk.cache import ExportCache
 from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError
 from tap_marketo_activities.incremental import lateness_warning
 from tap_marketo_activities.logs import log_gauge, quiet_sdk_notices
+from tap_marketo_activities.prefetch import Prefetcher
 from tap_marketo_activities.settings import (
     env_settings,
     read_config,
@@ -327,6 +328,37 @@ class TapMarketoActivities(Tap):
     def bulk_exports(self) -> ExportCache:
         """Export files of this run, shared by the activities partitions; removed at its end."""
         return self._resources.enter_context(ExportCache())
+
+    @cached_property
+    def prefetcher(self) -> Prefetcher:
+        """The run's page chains read ahead (prefetch.py); stopped when the run ends."""
+        prefetcher = Prefetcher(self.api.limiter)
+        self._resources.callback(prefetcher.close)
+        return prefetcher
+
+    def start_prefetch(self) -> None:
+        """Start reading every chain of the sync ahead, once, when the first walk begins.
+
+        Not with one call at a time (``max_concurrent_calls: 1``: nothing to overlap), and
+        not in a ``--test`` run, which stops every stream after its first record.
+        """
+        if self.prefetcher.started:
+            return
+        streams = list(self.streams.values())
+        plans = []
+        if int(self.config["max_concurrent_calls"]) > 1 and not any(
+            s.ABORT_AT_RECORD_COUNT is not None for s in streams
+        ):
+            for stream in streams:
+                if not isinstance(stream, IncrementalStream):
+                    continue
+                if not stream.selected and not stream.has_selected_descendents:
+                    continue
+                try:
+                    plans += stream.plan_chains()
+                except MarketoError as exc:  # the pass itself reports it, in its turn
+                    self.logger.debug("Not reading %s ahead: %s", stream.name, exc)
+        self.prefetcher.start(plans)
 
     @cached_property
     def types_stream(self) -> ActivityTypesStream:

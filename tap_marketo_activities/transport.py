@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import ipaddress
+import threading
 import typing as t
 from urllib.parse import urlsplit, urlunsplit
 
@@ -171,9 +172,10 @@ class MarketoConnection:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.run_started: dt.datetime | None = None
+        self._clock_lock = threading.Lock()
 
     def _count_retry(self, cause: str) -> None:
-        self.stats.retries[cause] += 1
+        self.stats.count(self.stats.retries, cause)
 
     def observe(self, response: requests.Response) -> None:
         """Note the moment the run started, by the server's clock: it stamps the rows.
@@ -183,20 +185,27 @@ class MarketoConnection:
         """
         if self.run_started is not None:
             return
-        server = None
-        header = response.headers.get("Date")
-        if header:
-            try:
-                server = email.utils.parsedate_to_datetime(header)
-            except (TypeError, ValueError):
-                server = None
-        if server is not None and server.tzinfo is None:
-            server = server.replace(tzinfo=dt.timezone.utc)
-        self.run_started = server or dt.datetime.now(dt.timezone.utc)
+        with self._clock_lock:  # the first answer of any thread sets it, once
+            if self.run_started is None:
+                self.run_started = server_time(response)
 
     def now(self) -> dt.datetime:
         """The run's start by the server's clock, or the local clock before any call."""
         return self.run_started or dt.datetime.now(dt.timezone.utc)
+
+
+def server_time(response: requests.Response) -> dt.datetime:
+    """The server's clock from an answer's ``Date`` header, else the local clock."""
+    server = None
+    header = response.headers.get("Date")
+    if header:
+        try:
+            server = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            server = None
+    if server is not None and server.tzinfo is None:
+        server = server.replace(tzinfo=dt.timezone.utc)
+    return server or dt.datetime.now(dt.timezone.utc)
 
 
 class MarketoAdapter(HTTPAdapter):
@@ -246,6 +255,6 @@ class MarketoAdapter(HTTPAdapter):
     ) -> requests.Response:
         connection = self.connection
         connection.budget.spend()
-        connection.stats.calls[endpoint_name(str(request.url))] += 1
+        connection.stats.count(connection.stats.calls, endpoint_name(str(request.url)))
         with connection.limiter.slot():
             return super().send(request, **options)

@@ -130,7 +130,9 @@ def test_token_expiry_mid_run(simulator, run_tap):
         World.seed_afternoon(rows=900, seed=4),
         now="2024-04-12T16:00:00Z",
         token_lifetime_s=1,
-        latency_s=0.05,
+        # Long enough a call that the run outlasts the 1-s token with its chains read in
+        # parallel (prefetch.py), so the token expires while several threads use it.
+        latency_s=0.2,
     )
     sim.inject("activities.json", "602", times=1)
     sim.inject("leadchanges.json", "601", times=1)
