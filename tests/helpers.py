@@ -331,3 +331,32 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as probe:
         probe.settimeout(2)
         return probe.connect_ex((host, port)) == 0
+
+
+def sigterm_after_records(
+    config_path: Path, records: int, timeout: float = 60
+) -> tuple[int, list[dict[str, Any]], str]:
+    """Run the tap, send SIGTERM after N RECORD lines; its exit code, messages and stderr."""
+    process = subprocess.Popen(
+        [*TAP, "--config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines, seen = [], 0
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            seen += '"type":"RECORD"' in line.replace(" ", "")
+            if seen >= records:
+                process.send_signal(signal.SIGTERM)
+                break
+        lines += process.stdout.readlines()
+        stderr = process.stderr.read() if process.stderr else ""
+    finally:
+        process.wait(timeout=timeout)
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+    return process.returncode, parse_messages("".join(lines)), stderr

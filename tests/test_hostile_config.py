@@ -15,7 +15,15 @@ import subprocess
 
 import pytest
 import yaml
-from helpers import README, TAP, expected_guids, parse_messages, sim_config, write_json
+from helpers import (
+    README,
+    TAP,
+    expected_guids,
+    parse_messages,
+    sigterm_after_records,
+    sim_config,
+    write_json,
+)
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
 
@@ -228,32 +236,12 @@ def test_environment_values_are_refused_by_name(simulator, tmp_path, variable, v
 def test_sigterm_exits_non_zero_and_the_state_resumes(simulator, run_tap, tmp_path):
     sim = simulator(World.seed_afternoon(rows=1500, seed=9), now=NOW)
     config = sim_config(sim, page_size=40)
-    process = subprocess.Popen(
-        [*TAP, "--config", str(write_json(tmp_path, "config.json", config))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    code, written, stderr = sigterm_after_records(
+        write_json(tmp_path, "config.json", config), 300, timeout=60
     )
-    lines, records = [], 0
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            records += '"type":"RECORD"' in line.replace(" ", "")
-            if records >= 300:
-                process.send_signal(signal.SIGTERM)
-                break
-        lines += process.stdout.readlines()
-        stderr = process.stderr.read() if process.stderr else ""
-    finally:
-        process.wait(timeout=60)
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
-    assert process.returncode == 128 + signal.SIGTERM
+    assert code == 128 + signal.SIGTERM
     assert "Stopped by SIGTERM" in stderr
     assert "Traceback" not in stderr
-    written = parse_messages("".join(lines))
     state = [m["value"] for m in written if m["type"] == "STATE"][-1]
     resumed = run_tap(config, state)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

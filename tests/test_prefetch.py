@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import threading
 import typing as t
 
@@ -20,7 +19,7 @@ from helpers import (
     expected_guids,
     guid_counts,
     kill_after_records,
-    parse_messages,
+    sigterm_after_records,
     sim_config,
     write_json,
 )
@@ -176,33 +175,13 @@ def test_sigterm_while_fetchers_are_in_flight_stops_at_once(simulator, run_tap, 
         World.seed_afternoon(rows=2400, seed=12), now="2024-04-12T16:00:00Z", latency_s=0.1
     )
     config = parallel_config(sim)
-    process = subprocess.Popen(
-        [*TAP, "--config", str(write_json(tmp_path, "config.json", config))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    code, written, stderr = sigterm_after_records(
+        write_json(tmp_path, "config.json", config), 200, timeout=30
     )
-    lines, records = [], 0
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            records += '"type":"RECORD"' in line.replace(" ", "")
-            if records >= 200:
-                process.send_signal(signal.SIGTERM)
-                break
-        lines += process.stdout.readlines()
-        stderr = process.stderr.read() if process.stderr else ""
-    finally:
-        process.wait(timeout=30)
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
-    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert code == 128 + signal.SIGTERM, stderr[-2000:]
     assert "Stopped by SIGTERM" in stderr
     assert "Traceback" not in stderr
     assert sim.counters.peak_concurrency > 1
-    written = parse_messages("".join(lines))
     state = [m["value"] for m in written if m["type"] == "STATE"][-1]
     resumed = run_tap(config, state)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
