@@ -8,6 +8,8 @@ import json
 import pytest
 import requests
 
+from tap_marketo_activities.bulk import plan_windows
+from tap_marketo_activities.bulk.cache import ExportCache
 from tap_marketo_activities.bulk.csvfile import numbered_rows, rest_rows
 from tap_marketo_activities.envelope import envelope
 from tap_marketo_activities.errors import MalformedResponse
@@ -149,6 +151,63 @@ def test_a_type_group_gets_its_rows_numbered_by_their_place_in_the_file(tmp_path
     assert got == [(1, "g-1"), (4, "g-4"), (5, "g-5")]  # g-4's type is for the builder to refuse
     resumed = numbered_rows(path, what="x", type_ids={1, 6}, after=3)
     assert [(n, row["marketoGUID"]) for n, row in resumed] == [(4, "g-4"), (5, "g-5")]
+
+
+GROUPS = ({1, 2}, {6}, {7, 8})
+ROWS = [
+    'g-1,1,2024-04-12T13:45:00Z,1,null,null,null,"{""Step ID"": 1}"\n',
+    'g-2,2,2024-04-12T13:46:00Z,6,null,null,"Mail\nwith a newline",null\n',
+    'g-3,3,2024-04-12T13:47:00Z,7,null,null,null,"[{""name"": ""A"", ""value"": 2}]"\n',
+    "g-4,4,2024-04-12T13:48:00Z,6,9,10,null,null\n",
+    "g-5,5,2024-04-12T13:49:00Z,2,null,null,null,null\n",
+    "g-6,6,2024-04-12T13:50:00Z,8,null,null,,null\n",
+]
+
+
+@pytest.fixture
+def cached_export(tmp_path):
+    """An export file in a run's cache, and what each group gets reading it on its own."""
+    cache = ExportCache(tmp_path)
+    with cache:
+        source = export_file(tmp_path, ROWS)
+        window = plan_windows(
+            dt.datetime(2024, 4, 12, tzinfo=dt.timezone.utc),
+            dt.datetime(2024, 4, 13, tzinfo=dt.timezone.utc),
+        )[0]
+        path = cache.put(window, {1, 2, 6, 7, 8}, "job-1", source).path
+        alone = [list(numbered_rows(path, what="x", type_ids=group)) for group in GROUPS]
+        yield cache, path, alone
+
+
+def test_the_groups_after_the_first_read_its_leftovers_not_the_export(cached_export):
+    cache, path, alone = cached_export
+    first = list(cache.rows(path, what="x", type_ids=GROUPS[0]))
+    original = path.read_bytes()
+    path.write_text("not,the,export\n")  # the groups after the first never read it again
+    rest = [list(cache.rows(path, what="x", type_ids=group)) for group in GROUPS[1:]]
+    assert [first, *rest] == alone
+    assert [[n for n, _ in rows] for rows in alone] == [[1, 5], [2, 4], [3, 6]]
+    path.write_bytes(original)
+    resumed = list(cache.rows(path, what="x", type_ids=GROUPS[2], after=3))
+    assert resumed == [row for row in alone[2] if row[0] > 3]
+
+
+def test_a_group_stopped_half_way_leaves_nothing_and_the_next_reads_the_export(cached_export):
+    cache, path, alone = cached_export
+    partial = cache.rows(path, what="x", type_ids=GROUPS[0])
+    assert next(partial) == alone[0][0]
+    partial.close()
+    path.write_text("not,the,export\n")
+    with pytest.raises(MalformedResponse, match="header lacks"):
+        list(cache.rows(path, what="x", type_ids=GROUPS[1]))
+
+
+def test_a_group_resumed_inside_the_file_leaves_nothing(cached_export):
+    cache, path, alone = cached_export
+    assert list(cache.rows(path, what="x", type_ids=GROUPS[0], after=2)) == alone[0][1:]
+    path.write_text("not,the,export\n")
+    with pytest.raises(MalformedResponse, match="header lacks"):
+        list(cache.rows(path, what="x", type_ids=GROUPS[1]))
 
 
 def test_attributes_as_an_object_or_a_list_make_the_same_record(tmp_path):

@@ -247,9 +247,8 @@ class BulkBackfill:
             wanted = frozenset(self.type_ids)
             rows = 0
             entry: dict[str, t.Any] = self._bulk_state["job"]  # one key per row: cheap
-            for number, row in csvfile.numbered_rows(
-                path, what=what, type_ids=wanted, after=job.rows_done
-            ):
+            read = csvfile.numbered_rows if self.cache is None else self.cache.rows
+            for number, row in read(path, what=what, type_ids=wanted, after=job.rows_done):
                 record, when = dated_activity_record(
                     row, type_names=self.type_names, request_id=what
                 )

@@ -4,20 +4,24 @@
 export job takes any number of types. So the first partition to need a window creates one
 job for the types of every partition starting from the same point, downloads and verifies
 its file once, and the others read the same file (each keeps its own types' rows): one job
-per window, not one per group. Files live in a temporary directory removed at the end of the
-run.
+per window, not one per group. The file is parsed once too: each group that reads it whole
+leaves the rows it did not want for the next (``csvfile.Leftovers``). Files live in a
+temporary directory removed at the end of the run.
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
+from tap_marketo_activities.bulk.csvfile import Leftovers, numbered_rows
+
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Collection, Iterable, Iterator
     from types import TracebackType
 
     from tap_marketo_activities.bulk.windows import Window
@@ -38,6 +42,8 @@ class ExportCache:
         self._dir: Path | None = None
         self._files: dict[tuple[str, str, frozenset[int]], CachedExport] = {}
         self._fresh_types: frozenset[int] | None = None
+        self._leftovers: dict[Path, Leftovers] = {}
+        self._spills = itertools.count(1)
 
     def __enter__(self) -> ExportCache:
         return self
@@ -55,6 +61,7 @@ class ExportCache:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
         self._files.clear()
+        self._leftovers.clear()
 
     def fresh_types(self, compute: Callable[[], Iterable[int]]) -> frozenset[int]:
         """Types of the partitions with no bookmark, as first computed in this run."""
@@ -78,3 +85,28 @@ class ExportCache:
         entry = CachedExport(export_id, path, path.stat().st_size)
         self._files[self._key(window, types)] = entry
         return entry
+
+    def rows(
+        self, path: Path, *, what: str, type_ids: Collection[int], after: int = 0
+    ) -> Iterator[tuple[int, dict[str, t.Any]]]:
+        """``csvfile.numbered_rows`` of a file, reading what earlier groups left when it can.
+
+        A group that reads a cached file from its first row leaves the rows of other types
+        behind for the groups after it, once it has read to the end (a pass stopped half
+        way leaves nothing, and the next group reads the export itself).
+        """
+        source = self._leftovers.get(path)
+        spill = None
+        if not after and self._dir is not None and path.parent == self._dir:
+            spill = self._dir / f"{path.stem}.left-{next(self._spills)}.jsonl"
+        yield from numbered_rows(
+            path, what=what, type_ids=type_ids, after=after, source=source, spill=spill
+        )
+        if spill is None:
+            return
+        taken = frozenset(type_ids)
+        if source is not None and source.serves(type_ids):
+            taken |= source.taken
+        self._leftovers[path] = Leftovers(spill, taken)
+        if source is not None:
+            source.path.unlink(missing_ok=True)

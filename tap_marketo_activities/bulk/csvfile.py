@@ -10,26 +10,33 @@ export has no ``id`` column, so ``id`` is null in records that came through bulk
 
 One file serves every type group of a window, so each group reads it asking for its own
 types (:func:`numbered_rows`): the other rows are counted and checked for their number of
-columns, and nothing more (their attributes are not parsed).
+columns, and nothing more (their attributes are not parsed). A group that reads the whole
+file also writes those other rows, cells and numbers as parsed, to a file of leftovers
+(:class:`Leftovers`), which the next group reads instead of parsing the CSV again: with k
+groups the CSV is parsed once, not k times (bulk CPU per record 25 -> 21 us on the emit
+benchmark's three groups).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import typing as t
+from dataclasses import dataclass
 
 import msgspec.json
 
 from tap_marketo_activities.errors import MalformedResponse
 
 if t.TYPE_CHECKING:
-    from collections.abc import Container, Iterable, Iterator
+    from collections.abc import Collection, Iterable, Iterator
     from pathlib import Path
 
 REQUIRED = ("marketoGUID", "activityDate", "activityTypeId")
 NULL = "null"
 _DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
 
 
 def _without_nul(lines: Iterable[str]) -> Iterator[str]:
@@ -63,35 +70,58 @@ def rest_rows(path: Path, *, what: str) -> Iterator[dict[str, t.Any]]:
         yield row
 
 
+@dataclass(frozen=True)
+class Leftovers:
+    """The rows of an export file that the groups which read it so far did not want.
+
+    One JSON line per row, ``[number, cell, ...]`` with the cells as the CSV parser gave
+    them, after a first line holding the header; written by :func:`numbered_rows` while a
+    group reads the whole file. Every row of a type outside ``taken`` is here, so a group
+    whose types are all outside ``taken`` can read this file instead of the export.
+    """
+
+    path: Path
+    taken: frozenset[int]
+
+    def serves(self, type_ids: Collection[int]) -> bool:
+        return self.taken.isdisjoint(type_ids)
+
+
 def numbered_rows(
-    path: Path, *, what: str, type_ids: Container[int] | None = None, after: int = 0
+    path: Path,
+    *,
+    what: str,
+    type_ids: Collection[int] | None = None,
+    after: int = 0,
+    source: Leftovers | None = None,
+    spill: Path | None = None,
 ) -> Iterator[tuple[int, dict[str, t.Any]]]:
     """(number, REST-shaped row) of each data row after row ``after`` of one of ``type_ids``.
 
     Data rows are numbered 1, 2, ... in file order whether they are yielded or not, so a
     number saved in the state names the same row in a later run. A row whose
     ``activityTypeId`` is not an integer is yielded, for the record builder to refuse.
+
+    With ``source``, the rows come from those leftovers of the file at ``path`` (numbers
+    and order as in the file). With ``spill`` and ``type_ids`` (and ``after`` 0), the rows
+    of other types are written there as leftovers: complete only once this generator has
+    run to its end.
     """
-    with path.open(encoding="utf-8", errors="replace", newline="") as source:
-        reader = csv.reader(_without_nul(source))
-        header = next(reader, None)
+    header: list[str] | None
+    with contextlib.ExitStack() as files:
+        if source is not None and type_ids is not None and source.serves(type_ids):
+            header, numbered = _leftover_cells(files.enter_context(source.path.open("rb")))
+        else:
+            text = files.enter_context(path.open(encoding="utf-8", errors="replace", newline=""))
+            header, numbered = _csv_cells(text, what)
         if header is None:
             return
-        header = [name.strip().lstrip("\ufeff") for name in header]
-        missing = [name for name in REQUIRED if name not in header]
-        if missing:
-            msg = f"{what}: the file's header lacks {', '.join(missing)} (header: {header})"
-            raise MalformedResponse(msg)
-        width = len(header)
         type_column = header.index("activityTypeId")
-        number = 0
-        for cells in reader:
-            if not cells:
-                continue
-            number += 1
-            if len(cells) != width:
-                msg = f"{what}, record {number}: {len(cells)} columns where the header has {width}"
-                raise MalformedResponse(msg)
+        out = None
+        if spill is not None and type_ids is not None and not after:
+            out = files.enter_context(spill.open("wb"))
+            out.write(_ENCODER.encode(header) + b"\n")
+        for number, cells in numbered:
             if number <= after:
                 continue
             if type_ids is not None:
@@ -100,12 +130,56 @@ def numbered_rows(
                 except ValueError:
                     wanted = True
                 if not wanted:
+                    if out is not None:
+                        out.write(_ENCODER.encode([number, *cells]) + b"\n")
                     continue
             row = {
                 name: cell
                 for name, cell in zip(header, cells, strict=True)
                 if cell and cell != NULL
             }
-            text = row.get("attributes")
-            row["attributes"] = [] if text is None else _attributes(text, what, number)
+            text_value = row.get("attributes")
+            row["attributes"] = [] if text_value is None else _attributes(text_value, what, number)
             yield number, row
+
+
+def _csv_cells(
+    source: t.IO[str], what: str
+) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
+    """The export's header (checked) and its data rows, numbered, each of the header's width."""
+    reader = csv.reader(_without_nul(source))
+    header = next(reader, None)
+    if header is None:
+        return None, iter(())
+    header = [name.strip().lstrip("\ufeff") for name in header]
+    missing = [name for name in REQUIRED if name not in header]
+    if missing:
+        msg = f"{what}: the file's header lacks {', '.join(missing)} (header: {header})"
+        raise MalformedResponse(msg)
+    return header, _numbered(reader, len(header), what)
+
+
+def _numbered(
+    reader: Iterator[list[str]], width: int, what: str
+) -> Iterator[tuple[int, list[str]]]:
+    number = 0
+    for cells in reader:
+        if not cells:
+            continue
+        number += 1
+        if len(cells) != width:
+            msg = f"{what}, record {number}: {len(cells)} columns where the header has {width}"
+            raise MalformedResponse(msg)
+        yield number, cells
+
+
+def _leftover_cells(source: t.BinaryIO) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """Leftovers as :func:`_csv_cells` gives the export (our own file: checked when written)."""
+    header = _DECODER.decode(source.readline())
+    return header, _leftover_numbered(source)
+
+
+def _leftover_numbered(source: t.BinaryIO) -> Iterator[tuple[int, list[str]]]:
+    for line in source:
+        number, *cells = _DECODER.decode(line)
+        yield number, cells
