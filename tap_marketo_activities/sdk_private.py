@@ -23,9 +23,10 @@ the behaviour we switch off here.
   40 us per record in the emit benchmark (benchmarks/run_all.py --ab). When none of it
   can change a record -- no property deselected, the stream's one map the SDK's own
   identity map (no ``stream_maps``, no flattening), conformance ``NONE``, no table
-  version -- :class:`DirectRecordMessages` builds the same RECORD message at once and
-  hands it to the tap's writer; in every other case it calls the SDK's method, so
-  selection, stream maps, aliases and flattening behave exactly as the SDK defines them.
+  version -- :class:`DirectRecordMessages` has the tap's writer write the same RECORD line
+  at once (``BatchingWriter.write_record``; a ``RecordMessage`` for any other writer); in
+  every other case it calls the SDK's method, so selection, stream maps, aliases and
+  flattening behave exactly as the SDK defines them.
   It reads the stream's ``_stream_version`` (the SDK sets it only for FULL_TABLE streams
   that activate versions) and ``_tap``, and sets ``state_manager.is_flushed`` as the
   SDK's method does, so the SDK's own periodic STATE still follows new records.
@@ -41,6 +42,8 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams import Stream
 from typing_extensions import override
+
+from tap_marketo_activities.writer import BatchingWriter
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
@@ -93,11 +96,14 @@ class DirectRecordMessages(Stream):
         if not unchanged:
             super()._write_record_message(record)
             return
-        self._tap.write_message(
-            RecordMessage(
-                stream=self.name, record=record, time_extracted=dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.timezone.utc)
+        writer = self._tap.message_writer
+        if type(writer) is BatchingWriter:
+            writer.write_record(self.name, record, now)
+        else:
+            self._tap.write_message(
+                RecordMessage(stream=self.name, record=record, time_extracted=now)
             )
-        )
         self.state_manager.is_flushed = False
 
 

@@ -20,11 +20,13 @@ import contextlib
 import sys
 import typing as t
 
-from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
 from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
 if t.TYPE_CHECKING:
+    import datetime as dt
+
     from singer_sdk.singerlib.encoding.simple import Message
 
 #: Records are written once this many bytes of them have gathered (or before any other
@@ -45,6 +47,26 @@ class BatchingWriter(MsgSpecWriter):
         """Hold a RECORD line; write anything else at once, after the records held."""
         self._held += self.format_message(message)
         if not isinstance(message, RecordMessage) or len(self._held) >= BATCH_BYTES:
+            self.flush()
+
+    def write_record(
+        self, stream: str, record: t.Mapping[str, t.Any], time_extracted: dt.datetime
+    ) -> None:
+        """A RECORD line, as :meth:`write_message` writes a ``RecordMessage`` of these.
+
+        The same bytes (the SDK's encoder, the message's keys in its order) without the
+        message object and its dict: about 0.9 us of a record's cost. ``time_extracted``
+        must be in UTC, as the message would convert it.
+        """
+        message = {
+            "type": "RECORD",
+            "stream": stream,
+            "record": record,
+            "time_extracted": time_extracted,
+        }
+        encoder.encode_into(message, self._held, -1)
+        self._held += b"\n"
+        if len(self._held) >= BATCH_BYTES:
             self.flush()
 
     def flush(self) -> None:

@@ -61,6 +61,22 @@ def test_the_output_is_byte_for_byte_the_sdk_writers(monkeypatch):
     assert kinds == ["SCHEMA", *["RECORD"] * 5, "STATE", *["RECORD"] * 3, "STATE"]
 
 
+def test_a_record_written_without_its_message_object_is_the_same_line(monkeypatch):
+    as_messages = Stdout(monkeypatch)
+    writer = BatchingWriter()
+    for number in range(3):
+        writer.write_message(record(number, padding=number))
+    writer.flush()
+    direct = Stdout(monkeypatch)
+    writer = BatchingWriter()
+    for number in range(3):
+        message = record(number, padding=number)
+        writer.write_record(message.stream, message.record, EXTRACTED)
+    assert direct.lines() == []  # held like any record
+    writer.write_message(StateMessage(value={}))
+    assert direct.raw.getvalue() == as_messages.raw.getvalue() + b'{"type":"STATE","value":{}}\n'
+
+
 def test_records_are_held_until_the_state_that_covers_them(monkeypatch):
     out = Stdout(monkeypatch)
     writer = BatchingWriter()
