@@ -13,8 +13,7 @@ types (:func:`numbered_rows`): the other rows are counted and checked for their 
 columns, and nothing more (their attributes are not parsed). A group that reads the whole
 file also writes those other rows, cells and numbers as parsed, to a file of leftovers
 (:class:`Leftovers`), which the next group reads instead of parsing the CSV again: with k
-groups the CSV is parsed once, not k times (bulk CPU per record 25 -> 21 us on the emit
-benchmark's three groups).
+groups the CSV is parsed once, not k times (three groups, 53,904 rows: 391 -> 213 ms).
 """
 
 from __future__ import annotations
