@@ -16,6 +16,7 @@ import re
 import threading
 import time
 import typing as t
+from urllib.parse import urlsplit
 
 import requests
 from singer_sdk.authenticators import OAuthAuthenticator
@@ -26,6 +27,7 @@ from tap_marketo_activities.errors import (
     ConfigError,
     MarketoError,
     MarketoRetriable,
+    untrusted_certificate,
 )
 
 _SECRET_IN_TEXT = re.compile(r"(client_secret|access_token)=[^&\s\"']+")
@@ -180,6 +182,9 @@ class MarketoAuthenticator(OAuthAuthenticator):
                 timeout=self._timeout,
             )
         except requests.RequestException as exc:
+            refusal = untrusted_certificate(exc, str(urlsplit(self.auth_endpoint).hostname))
+            if refusal is not None:
+                raise refusal from None
             # requests puts the full URL (with the secret) in its messages.
             msg = f"identity call failed: {type(exc).__name__}"
             raise MarketoRetriable(msg, cause="connection") from None

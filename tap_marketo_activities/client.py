@@ -39,6 +39,7 @@ from tap_marketo_activities.errors import (
     MarketoRetriable,
     TokenRejected,
     classify,
+    untrusted_certificate,
 )
 from tap_marketo_activities.logs import quiet_sdk_notices
 from tap_marketo_activities.records import format_datetime
@@ -312,6 +313,11 @@ class MarketoStream(RESTStream[str]):
         def with_renewed_token(*args: t.Any, **kwargs: t.Any) -> t.Any:
             try:
                 return func(*args, **kwargs)
+            except requests.exceptions.SSLError as exc:
+                refusal = untrusted_certificate(exc, str(urlsplit(self.url_base).hostname))
+                if refusal is None:
+                    raise
+                raise refusal from None
             except TokenRejected:
                 # validate_response dropped the token; the SDK attaches a new one to
                 # the resend. A second refusal is an ordinary retry.

@@ -10,6 +10,7 @@ do not understand burns quota, and a clear failure is better than a silent loop.
 from __future__ import annotations
 
 import enum
+import ssl
 from dataclasses import dataclass
 
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
@@ -112,3 +113,37 @@ class MarketoRetriable(RetriableAPIError):
 
 class TokenRejected(MarketoRetriable):
     """601/602: the access token is invalid or expired; renew it and resend at once."""
+
+
+def untrusted_certificate(error: BaseException, host: str) -> ConfigError | None:
+    """The error to stop with when ``error`` is a TLS certificate that did not verify.
+
+    Retrying cannot make a certificate trusted, so this is not a network error to back off
+    from: behind a proxy that re-signs TLS the CA bundle must be named. requests nests the
+    cause a few levels deep (its SSLError, urllib3's, then the ssl module's); only the ssl
+    module's reason is repeated, never requests' text, which holds the URL.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen or len(seen) > 20:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            reason = current.verify_message or "certificate verify failed"
+            msg = (
+                f"The TLS certificate of {host} is not trusted ({reason}). If a proxy on "
+                "your network re-signs TLS, set REQUESTS_CA_BUNDLE to a PEM file with its CA "
+                "certificate."
+            )
+            return ConfigError(msg)
+        pending.extend(
+            [
+                getattr(current, "reason", None),
+                current.__cause__,
+                current.__context__,
+                *current.args,
+            ]
+        )
+    return None

@@ -1,13 +1,17 @@
-"""The environment's HTTP proxy carries every call of a run, and NO_PROXY still exempts a host.
+"""The environment's proxy and CA settings reach every call of a run.
 
-The tap works the proxies out once per origin rather than per call (transport.MarketoSession);
-these runs prove that a proxy set for the process is still used for the token, the paging
-tokens and every page, and that a host listed in NO_PROXY still bypasses it.
+The tap reads them once per run rather than per call (transport.MarketoSession); these runs
+prove that a proxy set for the process is still used for the token, the paging tokens and
+every page, that a host listed in NO_PROXY still bypasses it, and that REQUESTS_CA_BUNDLE
+(the CA of a proxy that re-signs TLS) is what every call verifies against.
 """
 
 from __future__ import annotations
 
 import http.client
+import shutil
+import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -25,9 +29,12 @@ class ForwardingProxy(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, upstream: str | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Relay)
         self.paths: list[str] = []
+        #: Where to relay: the absolute URL of each request (a forward proxy), or this
+        #: origin (a TLS front of a plain-HTTP server).
+        self.upstream = upstream
         self._lock = threading.Lock()
 
     @property
@@ -40,7 +47,10 @@ class _Relay(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _relay(self) -> None:
-        target = urlsplit(self.path)  # a proxy is sent the absolute URL
+        # A forward proxy is sent the absolute URL; a front, the path.
+        target = urlsplit(
+            self.path if self.server.upstream is None else self.server.upstream + self.path
+        )
         with self.server._lock:
             self.server.paths.append(target.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -66,9 +76,7 @@ class _Relay(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def proxy():
-    server = ForwardingProxy()
+def serving(server: ForwardingProxy):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -77,6 +85,11 @@ def proxy():
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def proxy():
+    yield from serving(ForwardingProxy())
 
 
 @pytest.fixture
@@ -111,3 +124,44 @@ def test_a_host_in_no_proxy_is_not_proxied(afternoon, proxy, run_tap):
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.records["activities"]
     assert proxy.paths == []
+
+
+@pytest.fixture
+def tls_front(afternoon, tmp_path):
+    """The simulator behind HTTPS on 127.0.0.1, with a certificate of a CA no one trusts."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command makes this test's certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-addext", "basicConstraints=critical,CA:TRUE"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = ForwardingProxy(upstream=afternoon.base_url)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    for running in serving(server):
+        yield f"https://127.0.0.1:{running.server_address[1]}", cert
+
+
+def test_every_call_verifies_tls_against_requests_ca_bundle(afternoon, tls_front, run_tap):
+    base_url, ca = tls_front
+    config = sim_config(afternoon, base_url=base_url)
+    trusted = run_tap(config, env={"REQUESTS_CA_BUNDLE": str(ca), "NO_PROXY": "127.0.0.1"})
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
+    delivered = sorted(r["marketoGUID"] for r in trusted.records["activities"])
+    assert delivered == expected_guids(afternoon, "activities", "2024-04-12T12:00:00Z")
+    untrusted = run_tap(config, env={"REQUESTS_CA_BUNDLE": "", "NO_PROXY": "127.0.0.1"})
+    assert untrusted.returncode != 0
+    assert "The TLS certificate of 127.0.0.1 is not trusted (" in untrusted.stderr
+    assert "set REQUESTS_CA_BUNDLE" in untrusted.stderr
+    assert "Retrying" not in untrusted.stderr  # a certificate does not get better by waiting
+    assert "Traceback" not in untrusted.stderr
+    assert not untrusted.records
+    assert not untrusted.states
