@@ -418,8 +418,8 @@ def run_tap(
         env, code = clean_env(), TAP_CODE
         if tls is not None:
             tunnel = stack.enter_context(TlsTunnel(("127.0.0.1", sim.port), tls))
+            # This tap reads REQUESTS_CA_BUNDLE for every call (transport.MarketoSession).
             env = clean_env(HTTPS_PROXY=tunnel.url, REQUESTS_CA_BUNDLE=str(tls.ca))
-            code = trust(tls) + code
         config = {
             "base_url": f"https://{HOST}" if tls is not None else sim.base_url,
             "client_id": "simulator",
@@ -455,8 +455,8 @@ TAP_CODE = "from tap_marketo_activities.tap import TapMarketoActivities as T\nT.
 def trust(files: TlsFiles) -> str:
     """Python lines that make ``requests`` trust the benchmark's CA in this process.
 
-    REQUESTS_CA_BUNDLE (set too) reaches only ``Session.request`` (both clients fetch their
-    token that way); their data calls go through ``Session.send``, which uses requests'
+    REQUESTS_CA_BUNDLE (set too) reaches only ``Session.request`` (Stitch's tap fetches its
+    token that way); its data calls go through ``Session.send``, which uses requests'
     default bundle, so that is pointed at the CA before anything connects. Nothing else
     of the client changes.
     """
