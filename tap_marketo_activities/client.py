@@ -313,7 +313,7 @@ class MarketoStream(RESTStream[str]):
         def with_renewed_token(*args: t.Any, **kwargs: t.Any) -> t.Any:
             try:
                 return func(*args, **kwargs)
-            except requests.exceptions.SSLError as exc:
+            except requests.exceptions.ConnectionError as exc:  # SSLError, ProxyError among them
                 refusal = untrusted_certificate(exc, str(urlsplit(self.url_base).hostname))
                 if refusal is None:
                     raise

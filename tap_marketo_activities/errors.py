@@ -115,6 +115,16 @@ class TokenRejected(MarketoRetriable):
     """601/602: the access token is invalid or expired; renew it and resend at once."""
 
 
+#: OpenSSL's verify codes whose cure is not a CA bundle.
+_CERTIFICATE_ADVICE = {
+    10: "The certificate has expired: check the machine's clock, and that base_url names "
+    "your instance (https://<munchkin-id>.mktorest.com).",
+    62: "It was issued for another host: check that base_url names your instance "
+    "(https://<munchkin-id>.mktorest.com).",
+}
+_CERTIFICATE_ADVICE[64] = _CERTIFICATE_ADVICE[62]  # the same for an IP address
+
+
 def untrusted_certificate(error: BaseException, host: str) -> ConfigError | None:
     """The error to stop with when ``error`` is a TLS certificate that did not verify.
 
@@ -132,12 +142,12 @@ def untrusted_certificate(error: BaseException, host: str) -> ConfigError | None
         seen.add(id(current))
         if isinstance(current, ssl.SSLCertVerificationError):
             reason = current.verify_message or "certificate verify failed"
-            msg = (
-                f"The TLS certificate of {host} is not trusted ({reason}). If a proxy on "
-                "your network re-signs TLS, set REQUESTS_CA_BUNDLE to a PEM file with its CA "
-                "certificate."
+            advice = _CERTIFICATE_ADVICE.get(
+                current.verify_code,
+                "If a proxy on your network re-signs TLS, set REQUESTS_CA_BUNDLE to a PEM file "
+                "with its CA certificate.",
             )
-            return ConfigError(msg)
+            return ConfigError(f"The TLS certificate of {host} is not trusted ({reason}). {advice}")
         pending.extend(
             [
                 getattr(current, "reason", None),

@@ -226,9 +226,18 @@ class MarketoSession(requests.Session):
         super().__init__()
         self._origin_proxies: dict[str, dict[str, str]] = {}
         if self.trust_env:
-            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            if bundle:
+            for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+                bundle = os.environ.get(variable)
+                if not bundle:
+                    continue
+                if not os.path.exists(bundle):
+                    msg = (
+                        f"{variable} names {bundle}, which does not exist: give the path of a "
+                        "PEM file with the CA certificates to trust, or unset it."
+                    )
+                    raise ConfigError(msg)
                 self.verify = bundle
+                break
 
     @override
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:

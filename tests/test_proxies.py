@@ -17,8 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+import requests
+import urllib3
 from helpers import expected_guids, sim_config
 
+from tap_marketo_activities.errors import untrusted_certificate
 from tap_marketo_activities.simulator import World
 
 NOW = "2024-04-12T16:00:00Z"
@@ -126,28 +129,40 @@ def test_a_host_in_no_proxy_is_not_proxied(afternoon, proxy, run_tap):
     assert proxy.paths == []
 
 
-@pytest.fixture
-def tls_front(afternoon, tmp_path):
-    """The simulator behind HTTPS on 127.0.0.1, with a certificate of a CA no one trusts."""
+def certificate(folder, ip: str):
+    """A self-signed certificate (its own CA) for ``ip``, and its key."""
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command makes this test's certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert, key = folder / f"cert-{ip}.pem", folder / f"key-{ip}.pem"
     subprocess.run(
         [
             *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", f"/CN={ip}"),
+            *("-addext", f"subjectAltName=IP:{ip}"),
             *("-addext", "basicConstraints=critical,CA:TRUE"),
         ],
         check=True,
         capture_output=True,
     )
-    server = ForwardingProxy(upstream=afternoon.base_url)
+    return cert, key
+
+
+def tls_front_of(sim, cert, key):
+    """``sim`` behind HTTPS on 127.0.0.1 with this certificate: (base_url, running server)."""
+    server = ForwardingProxy(upstream=sim.base_url)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     for running in serving(server):
-        yield f"https://127.0.0.1:{running.server_address[1]}", cert
+        yield f"https://127.0.0.1:{running.server_address[1]}"
+
+
+@pytest.fixture
+def tls_front(afternoon, tmp_path):
+    """The simulator behind HTTPS on 127.0.0.1, with a certificate of a CA no one trusts."""
+    cert, key = certificate(tmp_path, "127.0.0.1")
+    for base_url in tls_front_of(afternoon, cert, key):
+        yield base_url, cert
 
 
 def test_every_call_verifies_tls_against_requests_ca_bundle(afternoon, tls_front, run_tap):
@@ -165,3 +180,42 @@ def test_every_call_verifies_tls_against_requests_ca_bundle(afternoon, tls_front
     assert "Traceback" not in untrusted.stderr
     assert not untrusted.records
     assert not untrusted.states
+
+
+def test_a_certificate_for_another_host_points_at_base_url(afternoon, tmp_path, run_tap):
+    cert, key = certificate(tmp_path, "127.0.0.2")
+    for base_url in tls_front_of(afternoon, cert, key):
+        env = {"REQUESTS_CA_BUNDLE": str(cert), "NO_PROXY": "127.0.0.1"}
+        run = run_tap(sim_config(afternoon, base_url=base_url), env=env)
+    assert run.returncode != 0
+    assert "The TLS certificate of 127.0.0.1 is not trusted (" in run.stderr
+    assert "issued for another host: check that base_url names your instance" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not run.records
+
+
+def test_a_ca_bundle_that_is_not_there_is_named(afternoon, run_tap):
+    run = run_tap(sim_config(afternoon), env={"REQUESTS_CA_BUNDLE": "/nonexistent/ca.pem"})
+    assert run.returncode != 0
+    assert "REQUESTS_CA_BUNDLE names /nonexistent/ca.pem, which does not exist" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not run.records
+
+
+def test_only_a_certificate_that_does_not_verify_stops_a_run():
+    assert untrusted_certificate(requests.exceptions.SSLError("EOF in violation"), "h") is None
+    assert untrusted_certificate(requests.exceptions.ConnectionError("refused"), "h") is None
+    failure = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED]")
+    failure.verify_code, failure.verify_message = 19, "self-signed certificate in chain"
+    nested = urllib3.exceptions.MaxRetryError(
+        None,
+        "/identity/oauth/token?client_secret=s3cret",
+        reason=urllib3.exceptions.SSLError(failure),
+    )
+    refusal = untrusted_certificate(requests.exceptions.SSLError(nested), "h.mktorest.com")
+    assert refusal is not None
+    assert str(refusal) == (
+        "The TLS certificate of h.mktorest.com is not trusted (self-signed certificate in "
+        "chain). If a proxy on your network re-signs TLS, set REQUESTS_CA_BUNDLE to a PEM file "
+        "with its CA certificate."
+    )

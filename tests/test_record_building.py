@@ -182,14 +182,33 @@ def cached_export(tmp_path):
 def test_the_groups_after_the_first_read_its_leftovers_not_the_export(cached_export):
     cache, path, alone = cached_export
     first = list(cache.rows(path, what="x", type_ids=GROUPS[0]))
-    original = path.read_bytes()
     path.write_text("not,the,export\n")  # the groups after the first never read it again
+    resumed = list(cache.rows(path, what="x", type_ids=GROUPS[2], after=3))
+    assert resumed == [row for row in alone[2] if row[0] > 3]  # numbers of the export's rows
     rest = [list(cache.rows(path, what="x", type_ids=group)) for group in GROUPS[1:]]
     assert [first, *rest] == alone
     assert [[n for n, _ in rows] for rows in alone] == [[1, 5], [2, 4], [3, 6]]
-    path.write_bytes(original)
-    resumed = list(cache.rows(path, what="x", type_ids=GROUPS[2], after=3))
-    assert resumed == [row for row in alone[2] if row[0] > 3]
+    # Each leftovers file is removed once the next replaces it; the last goes with the cache.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["job-1.csv", "job-1.left-3.jsonl"]
+
+
+def test_an_empty_export_leaves_nothing_and_every_group_reads_nothing(tmp_path):
+    with ExportCache(tmp_path) as cache:
+        window = plan_windows(
+            dt.datetime(2024, 4, 12, tzinfo=dt.timezone.utc),
+            dt.datetime(2024, 4, 13, tzinfo=dt.timezone.utc),
+        )[0]
+        empty = tmp_path / "empty.csv"
+        empty.write_text("")
+        path = cache.put(window, {1, 2, 6}, "job-2", empty).path
+        assert [list(cache.rows(path, what="x", type_ids=group)) for group in GROUPS] == [[]] * 3
+
+
+def test_leftovers_that_cannot_be_written_cost_a_parse_not_the_run(cached_export):
+    cache, path, alone = cached_export
+    (path.parent / f"{path.stem}.left-1.jsonl").mkdir()  # where the first group would spill
+    assert list(cache.rows(path, what="x", type_ids=GROUPS[0])) == alone[0]
+    assert list(cache.rows(path, what="x", type_ids=GROUPS[1])) == alone[1]  # the export again
 
 
 def test_a_group_stopped_half_way_leaves_nothing_and_the_next_reads_the_export(cached_export):

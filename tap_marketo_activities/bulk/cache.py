@@ -11,6 +11,7 @@ temporary directory removed at the end of the run.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import tempfile
@@ -93,20 +94,27 @@ class ExportCache:
 
         A group that reads a cached file from its first row leaves the rows of other types
         behind for the groups after it, once it has read to the end (a pass stopped half
-        way leaves nothing, and the next group reads the export itself).
+        way leaves nothing, and the next group reads the export itself). The leftovers take
+        at most the export's size again on disk, in the same temporary folder.
         """
         source = self._leftovers.get(path)
         spill = None
         if not after and self._dir is not None and path.parent == self._dir:
             spill = self._dir / f"{path.stem}.left-{next(self._spills)}.jsonl"
-        yield from numbered_rows(
-            path, what=what, type_ids=type_ids, after=after, source=source, spill=spill
-        )
-        if spill is None:
-            return
-        taken = frozenset(type_ids)
-        if source is not None and source.serves(type_ids):
-            taken |= source.taken
-        self._leftovers[path] = Leftovers(spill, taken)
-        if source is not None:
-            source.path.unlink(missing_ok=True)
+        kept = False
+        try:
+            yield from numbered_rows(
+                path, what=what, type_ids=type_ids, after=after, source=source, spill=spill
+            )
+            if spill is not None and spill.is_file():  # none for an empty file, or a full disk
+                taken = frozenset(type_ids)
+                if source is not None and source.serves(type_ids):
+                    taken |= source.taken
+                self._leftovers[path] = Leftovers(spill, taken)
+                kept = True
+                if source is not None:
+                    source.path.unlink(missing_ok=True)
+        finally:
+            if spill is not None and not kept:  # a pass stopped half way: its spill is partial
+                with contextlib.suppress(OSError):
+                    spill.unlink(missing_ok=True)

@@ -104,7 +104,8 @@ def numbered_rows(
     With ``source``, the rows come from those leftovers of the file at ``path`` (numbers
     and order as in the file). With ``spill`` and ``type_ids`` (and ``after`` 0), the rows
     of other types are written there as leftovers: complete only once this generator has
-    run to its end.
+    run to its end, and only if the file is there then (leftovers are a saving, not a
+    duty: an empty export writes none, and a failed write removes the file and goes on).
     """
     header: list[str] | None
     with contextlib.ExitStack() as files:
@@ -118,8 +119,7 @@ def numbered_rows(
         type_column = header.index("activityTypeId")
         out = None
         if spill is not None and type_ids is not None and not after:
-            out = files.enter_context(spill.open("wb"))
-            out.write(_ENCODER.encode(header) + b"\n")
+            out = files.enter_context(_Spill(spill, header))
         for number, cells in numbered:
             if number <= after:
                 continue
@@ -130,7 +130,7 @@ def numbered_rows(
                     wanted = True
                 if not wanted:
                     if out is not None:
-                        out.write(_ENCODER.encode([number, *cells]) + b"\n")
+                        out.write([number, *cells])
                     continue
             row = {
                 name: cell
@@ -140,6 +140,44 @@ def numbered_rows(
             text_value = row.get("attributes")
             row["attributes"] = [] if text_value is None else _attributes(text_value, what, number)
             yield number, row
+
+
+class _Spill:
+    """A leftovers file being written, best effort: a full disk costs a parse, not the run."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self._path = path
+        self._out: t.BinaryIO | None = None
+        try:
+            self._out = path.open("wb")
+        except OSError:
+            return
+        self.write(header)
+
+    def write(self, item: list[t.Any]) -> None:
+        if self._out is None:
+            return
+        try:
+            self._out.write(_ENCODER.encode(item) + b"\n")
+        except OSError:
+            self._give_up()
+
+    def _give_up(self) -> None:
+        out, self._out = self._out, None
+        if out is not None:
+            with contextlib.suppress(OSError):
+                out.close()
+        self._path.unlink(missing_ok=True)
+
+    def __enter__(self) -> _Spill:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._out is not None:
+            try:
+                self._out.close()
+            except OSError:
+                self._give_up()
 
 
 def _csv_cells(
