@@ -164,10 +164,10 @@ class _Spill:
 
     def _give_up(self) -> None:
         out, self._out = self._out, None
-        if out is not None:
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if out is not None:
                 out.close()
-        self._path.unlink(missing_ok=True)
+            self._path.unlink(missing_ok=True)
 
     def __enter__(self) -> _Spill:
         return self
