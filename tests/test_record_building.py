@@ -209,6 +209,8 @@ def test_leftovers_that_cannot_be_written_cost_a_parse_not_the_run(cached_export
     (path.parent / f"{path.stem}.left-1.jsonl").mkdir()  # where the first group would spill
     assert list(cache.rows(path, what="x", type_ids=GROUPS[0])) == alone[0]
     assert list(cache.rows(path, what="x", type_ids=GROUPS[1])) == alone[1]  # the export again
+    names = sorted(p.name for p in path.parent.iterdir())
+    assert names == ["job-1.csv", "job-1.left-1.jsonl", "job-1.left-2.jsonl"]  # no .part left
 
 
 def test_a_group_stopped_half_way_leaves_nothing_and_the_next_reads_the_export(cached_export):
@@ -216,6 +218,7 @@ def test_a_group_stopped_half_way_leaves_nothing_and_the_next_reads_the_export(c
     partial = cache.rows(path, what="x", type_ids=GROUPS[0])
     assert next(partial) == alone[0][0]
     partial.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["job-1.csv"]  # no partial spill
     path.write_text("not,the,export\n")
     with pytest.raises(MalformedResponse, match="header lacks"):
         list(cache.rows(path, what="x", type_ids=GROUPS[1]))

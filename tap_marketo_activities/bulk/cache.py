@@ -106,7 +106,8 @@ class ExportCache:
             yield from numbered_rows(
                 path, what=what, type_ids=type_ids, after=after, source=source, spill=spill
             )
-            if spill is not None and spill.is_file():  # none for an empty file, or a full disk
+            # None for an empty file or a full disk; complete whenever it is there (_Spill).
+            if spill is not None and spill.is_file():
                 taken = frozenset(type_ids)
                 if source is not None and source.serves(type_ids):
                     taken |= source.taken
@@ -115,6 +116,6 @@ class ExportCache:
                 if source is not None:
                     source.path.unlink(missing_ok=True)
         finally:
-            if spill is not None and not kept:  # a pass stopped half way: its spill is partial
+            if spill is not None and not kept:
                 with contextlib.suppress(OSError):
                     spill.unlink(missing_ok=True)

@@ -143,13 +143,18 @@ def numbered_rows(
 
 
 class _Spill:
-    """A leftovers file being written, best effort: a full disk costs a parse, not the run."""
+    """A leftovers file being written, best effort: a full disk costs a parse, not the run.
+
+    It is written under a ``.part`` name and takes its own name only when the pass that
+    writes it ends normally, so a file under that name is always complete.
+    """
 
     def __init__(self, path: Path, header: list[str]) -> None:
         self._path = path
+        self._part = path.with_name(path.name + ".part")
         self._out: t.BinaryIO | None = None
         try:
-            self._out = path.open("wb")
+            self._out = self._part.open("wb")
         except OSError:
             return
         self.write(header)
@@ -167,17 +172,24 @@ class _Spill:
         with contextlib.suppress(OSError):
             if out is not None:
                 out.close()
-            self._path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._part.unlink(missing_ok=True)
 
     def __enter__(self) -> _Spill:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._out is not None:
-            try:
-                self._out.close()
-            except OSError:
-                self._give_up()
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if self._out is None:
+            return
+        if exc_type is not None:  # the pass failed or was stopped: the rows are not all here
+            self._give_up()
+            return
+        try:
+            self._out.close()
+            self._out = None
+            self._part.replace(self._path)
+        except OSError:
+            self._give_up()
 
 
 def _csv_cells(
