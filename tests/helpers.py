@@ -25,7 +25,7 @@ from tap_marketo_activities.simulator.catalog import DEFAULT_ACTIVITY_TYPE_IDS
 from tap_marketo_activities.streams import OWN_STREAM_TYPES
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from tap_marketo_activities.simulator import MarketoSimulator
 
@@ -99,6 +99,39 @@ def kill_after_records(
         if process.stdout is not None:
             process.stdout.close()
     return parse_messages("".join(lines)), process.returncode
+
+
+def killed_runs(
+    config_path: Path,
+    folder: Path,
+    name: str,
+    records_before_kill: Callable[[], int],
+    *,
+    attempts: int = 3,
+    check: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, int]:
+    """Run the tap up to ``attempts`` times, each SIGKILLed after some records and resumed
+    from the last STATE it wrote, until one ends by itself.
+
+    Returns every message written, the last state, and how many runs were killed.
+    """
+    messages: list[dict[str, Any]] = []
+    state = None
+    kills = 0
+    for attempt in range(attempts):
+        command = [*TAP, "--config", str(config_path)]
+        if state is not None:
+            command += ["--state", str(write_json(folder, f"{name}-{attempt}.json", state))]
+        written, code = kill_after_records(command, records_before_kill())
+        if check is not None:
+            check(written)
+        messages += written
+        states = [m["value"] for m in written if m["type"] == "STATE"]
+        state = states[-1] if states else state
+        if code == 0:
+            break
+        kills += 1
+    return messages, state, kills
 
 
 def write_json(directory: Path, name: str, value: Any) -> Path:

@@ -13,6 +13,7 @@ from helpers import (
     expected_guids,
     guid_counts,
     kill_after_records,
+    killed_runs,
     sim_config,
     write_json,
 )
@@ -153,18 +154,9 @@ def test_sigkill_at_random_points_resumes_from_the_cursor(simulator, run_tap, tm
         sim = simulator(World.seed_afternoon(rows=1200, seed=trial), now="2024-04-12T16:00:00Z")
         config = sim_config(sim, page_size=page_size)
         config_path = write_json(tmp_path, f"config{trial}.json", config)
-        messages: list[dict] = []
-        state = None
-        for kill in range(3):
-            state_path = (
-                None if state is None else write_json(tmp_path, f"s{trial}-{kill}.json", state)
-            )
-            written, code = kill_after(config_path, state_path, rng.randrange(1, 900))
-            messages += written
-            states = [m["value"] for m in written if m["type"] == "STATE"]
-            state = states[-1] if states else state
-            if code == 0:
-                break
+        messages, state, _ = killed_runs(
+            config_path, tmp_path, f"s{trial}", lambda: rng.randrange(1, 900)
+        )
         final = run_tap(config, state)
         assert final.returncode == 0, final.stderr[-2000:]
         messages += final.messages

@@ -20,6 +20,7 @@ from helpers import (
     expected_guids,
     guid_counts,
     kill_after_records,
+    killed_runs,
     sigterm_after_records,
     sim_config,
     write_json,
@@ -106,21 +107,13 @@ def test_sigkill_while_chains_run_ahead_loses_nothing(simulator, run_tap, tmp_pa
         )
         config = parallel_config(sim)
         config_path = write_json(tmp_path, f"config{trial}.json", config)
-        messages: list[dict] = []
-        state = None
-        kills = 0
-        for kill in range(3):
-            command = [*TAP, "--config", str(config_path)]
-            if state is not None:
-                command += ["--state", str(write_json(tmp_path, f"s{trial}-{kill}.json", state))]
-            written, code = kill_after_records(command, rng.randrange(1, 1200))
-            assert_valid_singer(written)
-            messages += written
-            states = [m["value"] for m in written if m["type"] == "STATE"]
-            state = states[-1] if states else state
-            if code == 0:
-                break
-            kills += 1
+        messages, state, kills = killed_runs(
+            config_path,
+            tmp_path,
+            f"s{trial}",
+            lambda: rng.randrange(1, 1200),
+            check=assert_valid_singer,
+        )
         final = run_tap(config, state)
         assert final.returncode == 0, final.stderr[-2000:]
         messages += final.messages
