@@ -439,6 +439,9 @@ class PartitionSync:
         # What this pass has delivered so far (for dedup and the next overlap set).
         self.emitted = OverlapSet()
         self.max_seen: dt.datetime | None = None
+        # Keys stamped from here on are kept for the whole pass: set by the bulk handover
+        # when its REST walk must re-read from before ``max_seen - lookback``.
+        self.prune_floor: dt.datetime | None = None
         self.window_start = self._initial_window_start()
         if self.cursor:
             self.emitted.update(self.cursor.pending)
@@ -618,7 +621,8 @@ class PartitionSync:
         """Keys stamped before this can never be re-read by a later window."""
         if self.max_seen is None:
             return None
-        return min(self.max_seen, self.run_started()) - self.lookback
+        horizon = min(self.max_seen, self.run_started()) - self.lookback
+        return horizon if self.prune_floor is None else min(horizon, self.prune_floor)
 
     def page_done(self, next_token: str | None) -> bool:
         """Record the cursor after a page is fully emitted; True when a STATE must follow.

@@ -15,6 +15,16 @@ STATE message carries it):
   has it (jobs and files live for days) and skips the rows it already yielded; if Marketo no
   longer has it, a new job is created and the window is read again from its first row.
 
+A file holds what Marketo had committed when its job took its snapshot, which is no earlier
+than the earliest of the job's ``createdAt``/``queuedAt``/``startedAt``/``finishedAt`` (which
+of them bounds the snapshot is UNVERIFIED, so the earliest is taken). Rows stamped inside a
+window but committed after that moment are missing from the file, so the REST walk after the
+backfill starts no later than ``lookback`` before it (``rest_from``): late rows arrive within
+the lookback, the same promise the REST path rests on. A saved job whose snapshot is older than
+``stale_after`` (6 h) is created again instead of reused when its window reaches into that
+lookback, so a run resumed days later re-exports its last window rather than re-reading days
+of REST; a saved job with no readable timestamp is created again too.
+
 A job queued by this run is cancelled when the run is interrupted (Ctrl-C, or SIGTERM, which
 raises ``signals.Terminated`` while a job is awaited or downloaded): it would otherwise hold
 one of the instance's 10 queue places and spend export quota on a file nobody reads.
@@ -76,6 +86,8 @@ class BackfillSettings:
     file_not_ready_retries: int = 10
     max_download_breaks: int = 10
     work_dir: Path | None = None
+    #: A saved job whose snapshot is older than this is created again (see the module doc).
+    stale_after: dt.timedelta = dt.timedelta(hours=6)
 
 
 @dataclass
@@ -101,6 +113,8 @@ class _JobRef:
     window: Window
     rows_done: int = 0
     queued_here: bool = False
+    #: Earliest moment its file's snapshot can have been taken; None: unknown.
+    snapshot: dt.datetime | None = None
 
     def to_state(self) -> dict[str, t.Any]:
         return {
@@ -132,6 +146,13 @@ class BulkBackfill:
     cache: ExportCache | None = None
     #: Called right after a job is created and saved in ``state`` (the tap writes its state).
     on_job_created: Callable[[Window, str], None] = lambda window, export_id: None
+    #: How late a row may commit after its ``activityDate`` (the REST path's lookback).
+    lookback: dt.timedelta = dt.timedelta(minutes=60)
+    #: Called for rows an earlier run already sent (skipped by ``rows_done``) that a REST
+    #: re-read could meet again: the handover marks them delivered.
+    on_replayed: Callable[[str, dt.datetime], object] = lambda key, when: None
+    #: Where the REST walk after this backfill must start at the latest (None: anywhere).
+    rest_from: dt.datetime | None = field(default=None, init=False)
     _active: _JobRef | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -244,14 +265,21 @@ class BulkBackfill:
         ) as tmp:
             job, path, size = self._file_for(window, saved, Path(tmp))
             what = f"bulk export {job.export_id} ({self.label}, {window.label()})"
+            floor = self._late_floor(job, window)
+            replay = job.rows_done if floor is not None else 0
             wanted = frozenset(self.type_ids)
             rows = 0
             entry: dict[str, t.Any] = self._bulk_state["job"]  # one key per row: cheap
             read = csvfile.numbered_rows if self.cache is None else self.cache.rows
-            for number, row in read(path, what=what, type_ids=wanted, after=job.rows_done):
+            after = job.rows_done - replay
+            for number, row in read(path, what=what, type_ids=wanted, after=after):
                 record, when = dated_activity_record(
                     row, type_names=self.type_names, request_id=what
                 )
+                if number <= replay:  # sent by an earlier run; REST may meet it again
+                    if floor is not None and when >= floor and record["activityTypeId"] in wanted:
+                        self.on_replayed(record["marketoGUID"], when)
+                    continue
                 job.rows_done = entry["rows_done"] = number
                 if record["activityTypeId"] in wanted and window.contains(when):
                     rows += 1
@@ -275,6 +303,28 @@ class BulkBackfill:
             self.stats.wait_s - waited_from,
         )
 
+    def _late_floor(self, job: _JobRef, window: Window) -> dt.datetime | None:
+        """Where REST must re-read this window from, if its file can miss late rows.
+
+        Rows stamped before ``snapshot - lookback`` had committed when the snapshot was
+        taken; later ones may not have. None when the whole window is safely in the file.
+        """
+        floor = window.start if job.snapshot is None else job.snapshot - self.lookback
+        if floor >= window.end:
+            return None
+        floor = max(floor, window.start)
+        if self.rest_from is None or floor < self.rest_from:
+            self.rest_from = floor
+        return floor
+
+    def _stale(self, snapshot: dt.datetime | None, window: Window) -> bool:
+        """Whether a saved job's file is too old to reuse (see the module doc)."""
+        if snapshot is None:
+            return True
+        if window.end <= snapshot - self.lookback:
+            return False  # the whole window had committed when the file was taken
+        return self.server_now() - snapshot > self.settings.stale_after
+
     # ------------------------------------------------------------------ jobs
     def _file_for(
         self, window: Window, saved: _JobRef | None, tmp: Path
@@ -284,6 +334,7 @@ class BulkBackfill:
         cached = self.cache.get(window, types) if self.cache is not None else None
         if cached is not None and (saved is None or saved.export_id == cached.export_id):
             job = saved or _JobRef(cached.export_id, window)
+            job.snapshot = cached.snapshot
             self._save_job(job)
             self.logger.info(
                 "%s: reading bulk export %s, downloaded earlier in this run.",
@@ -302,7 +353,7 @@ class BulkBackfill:
         download.verify(path, status.checksum, what=what)
         self.stats.bytes += size
         if self.cache is not None:
-            path = self.cache.put(window, types, job.export_id, path).path
+            path = self.cache.put(window, types, job.export_id, path, job.snapshot).path
         return job, path, size
 
     def _ready_job(self, window: Window, saved: _JobRef | None) -> tuple[_JobRef, JobStatus]:
@@ -323,7 +374,18 @@ class BulkBackfill:
                         saved.export_id,
                         status.status,
                     )
+                elif self._stale(status.snapshot_floor, window):
+                    self.logger.info(
+                        "Bulk export %s saved in the state was taken at %s, more than %s "
+                        "ago (or at an unknown time): rows committed since may be missing "
+                        "from its file; creating it again for %s.",
+                        saved.export_id,
+                        status.snapshot_floor.isoformat() if status.snapshot_floor else "?",
+                        self.settings.stale_after,
+                        window.label(),
+                    )
                 else:
+                    saved.snapshot = status.snapshot_floor
                     self.logger.info(
                         "Resuming bulk export %s (%s) for %s, %d rows already sent.",
                         saved.export_id,
@@ -332,9 +394,11 @@ class BulkBackfill:
                         saved.rows_done,
                     )
                     return saved, self._until_completed(saved, status)
+        before = self.server_now()  # no snapshot can predate the job's creation
         status = self.jobs.create(window, self.job_types)
         self.stats.jobs += 1
-        job = _JobRef(status.export_id, window)
+        stamps = [m for m in (before, status.snapshot_floor) if m is not None]
+        job = _JobRef(status.export_id, window, snapshot=min(stamps))
         self._save_job(job)
         self.on_job_created(window, job.export_id)  # persisted now: a killed run reuses it
         self.logger.info(

@@ -22,6 +22,7 @@ from pathlib import Path
 from tap_marketo_activities.bulk.csvfile import Leftovers, numbered_rows
 
 if t.TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Callable, Collection, Iterable, Iterator
     from types import TracebackType
 
@@ -33,6 +34,8 @@ class CachedExport:
     export_id: str
     path: Path
     size: int
+    #: Earliest moment the file's snapshot can have been taken (``JobStatus.snapshot_floor``).
+    snapshot: dt.datetime | None = None
 
 
 class ExportCache:
@@ -77,13 +80,20 @@ class ExportCache:
     def get(self, window: Window, types: Iterable[int]) -> CachedExport | None:
         return self._files.get(self._key(window, types))
 
-    def put(self, window: Window, types: Iterable[int], export_id: str, src: Path) -> CachedExport:
+    def put(
+        self,
+        window: Window,
+        types: Iterable[int],
+        export_id: str,
+        src: Path,
+        snapshot: dt.datetime | None = None,
+    ) -> CachedExport:
         """Move a verified file into the cache and remember it."""
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="tap-marketo-exports-", dir=self._work_dir))
         path = self._dir / f"{export_id}.csv"
         shutil.move(src, path)
-        entry = CachedExport(export_id, path, path.stat().st_size)
+        entry = CachedExport(export_id, path, path.stat().st_size, snapshot)
         self._files[self._key(window, types)] = entry
         return entry
 

@@ -58,16 +58,37 @@ def wants_bulk(
 def bulk_then_handover(backfill: BulkBackfill, sync: PartitionSync) -> Iterator[dict[str, t.Any]]:
     """Yield the window's bulk rows, then move ``sync``'s window start to the handover point.
 
-    The caller then starts its REST walk from ``sync.start()``.
+    The caller then starts its REST walk from ``sync.start()``: ``lookback`` before the
+    backfill's end, or earlier when a file's snapshot was taken before that (a job reused
+    from an earlier run): from ``lookback`` before the snapshot (``BulkBackfill.rest_from``).
+    The keys bulk delivered from that point on are kept for the whole pass, so the REST
+    re-read skips them.
     """
     if sync.bookmark is not None and not in_progress(sync.state):
         sync.state.pop(STATE_KEY, None)  # a finished backfill of an earlier run
     start = sync.window_start
     end = backfill.end_for(sync.run_started())
+    backfill.lookback = sync.lookback
+    backfill.on_replayed = sync.admit
+    # No REST start can be earlier than this (older saved jobs are created again).
+    sync.prune_floor = sync.run_started() - backfill.settings.stale_after - sync.lookback
     for seen, (record, when) in enumerate(backfill.dated_records(start, end), start=1):
         if sync.admit(record["marketoGUID"], when):
             yield record
         if seen % _PRUNE_EVERY == 0:
             sync.page_done(None)  # forget keys no later window can re-read
+    handover = max(start, min(end, sync.run_started()) - sync.lookback)
+    late = backfill.rest_from
+    if late is not None and late < handover:
+        handover = max(start, late)
+        sync.prune_floor = handover
+        backfill.logger.info(
+            "%s: an export file was taken before the rows stamped up to its end had all "
+            "committed; REST re-reads from %s so that rows committed later are not lost.",
+            sync.label,
+            handover.isoformat(),
+        )
+    else:
+        sync.prune_floor = None
     sync.page_done(None)
-    sync.window_start = max(start, min(end, sync.run_started()) - sync.lookback)
+    sync.window_start = handover

@@ -11,6 +11,7 @@ Both queue limits answer code 1029 and differ only by their message: "Too many j
 
 from __future__ import annotations
 
+import datetime as dt
 import typing as t
 from dataclasses import dataclass
 
@@ -18,7 +19,6 @@ from tap_marketo_activities.bulk.errors import BulkApiError, ExportQuotaExceeded
 from tap_marketo_activities.limits import quota_reset_text
 
 if t.TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Sequence
 
     from tap_marketo_activities.bulk.transport import BulkTransport
@@ -55,6 +55,31 @@ class JobStatus:
     file_size: int | None = None
     checksum: str | None = None
     error_msg: str | None = None
+    #: The earliest of the job's ``createdAt``, ``queuedAt``, ``startedAt`` and
+    #: ``finishedAt`` that parse. Which moment fixes the file's snapshot is UNVERIFIED, but
+    #: no snapshot can be taken before the job exists, so every row committed before this
+    #: moment is in the file; rows committed after it may not be.
+    snapshot_floor: dt.datetime | None = None
+
+
+STAMPS = ("createdAt", "queuedAt", "startedAt", "finishedAt")
+
+
+def snapshot_floor(item: t.Mapping[str, t.Any]) -> dt.datetime | None:
+    """The earliest readable job timestamp of a status item (see ``JobStatus``)."""
+    moments = []
+    for name in STAMPS:
+        raw = item.get(name)
+        if not isinstance(raw, str):
+            continue
+        try:
+            moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        moments.append(moment)
+    return min(moments) if moments else None
 
 
 def _int_or_none(value: t.Any) -> int | None:
@@ -133,6 +158,7 @@ class ExportJobs:
             file_size=_int_or_none(item.get("fileSize")),
             checksum=item.get("fileChecksum"),
             error_msg=item.get("errorMsg"),
+            snapshot_floor=snapshot_floor(item),
         )
 
 
