@@ -540,22 +540,6 @@ def test_tap_broken_download_resumes_with_range(simulator, run_tap):
     assert sorted(run.guids("activities")) == expected_guids(sim, "activities", TAP_START)
 
 
-def test_tap_checksum_mismatch_fails_clearly_and_emits_nothing_from_the_file(simulator, run_tap):
-    sim = simulator(tap_world(days=10, rows=1500))
-    sim.bulk.corrupt_checksum = True
-    run = run_tap(bulk_config(sim))
-    assert run.returncode == 1
-    assert_clean(run)
-    line = run.error_lines()[-1]
-    assert "the downloaded file's SHA-256 is" in line
-    assert "nothing from the file was emitted and the bookmark did not move" in line
-    assert run.records["activities"] == []
-    for partition in (
-        (run.state or {}).get("bookmarks", {}).get("activities", {}).get("partitions", [])
-    ):
-        assert "replication_key_value" not in partition
-
-
 def test_tap_export_quota_stops_cleanly_and_the_next_day_resumes(simulator, run_tap):
     sim = simulator(tap_world())
     sim.bulk.quota_bytes = 1  # the first file spends the day's export quota

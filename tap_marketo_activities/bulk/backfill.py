@@ -42,6 +42,7 @@ from pathlib import Path
 
 from tap_marketo_activities.bulk import csvfile, download
 from tap_marketo_activities.bulk.errors import (
+    UNUSABLE,
     BulkApiError,
     FileNotReady,
     JobFailed,
@@ -113,6 +114,7 @@ class _JobRef:
     window: Window
     rows_done: int = 0
     queued_here: bool = False
+    created_here: bool = False
     #: Earliest moment its file's snapshot can have been taken; None: unknown.
     snapshot: dt.datetime | None = None
 
@@ -154,6 +156,7 @@ class BulkBackfill:
     #: Where the REST walk after this backfill must start at the latest (None: anywhere).
     rest_from: dt.datetime | None = field(default=None, init=False)
     _active: _JobRef | None = field(default=None, init=False)
+    _fetching: _JobRef | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.jobs = ExportJobs(self.transport, clock=self.server_now)
@@ -342,8 +345,30 @@ class BulkBackfill:
                 cached.export_id,
             )
             return job, cached.path, cached.size
+        try:
+            return self._fetch(window, saved, tmp)
+        except UNUSABLE as exc:
+            broken = self._fetching
+            if broken is None or broken.created_here:
+                raise
+            self.logger.warning(
+                "Bulk export %s from the state cannot be read (%s); creating it again for %s.",
+                broken.export_id,
+                exc,
+                window.label(),
+            )
+            self._save_job(None)
+            for partial in tmp.iterdir():
+                partial.unlink()
+            return self._fetch(window, None, tmp)
+
+    def _fetch(self, window: Window, saved: _JobRef | None, tmp: Path) -> tuple[_JobRef, Path, int]:
+        """Download and verify the file of the saved job (if still there) or of a new one."""
+        types = self.job_types
+        self._fetching = saved
         with terminate_as_exception():  # waiting on Marketo: SIGTERM cancels the job
             job, status = self._ready_job(window, saved)
+        self._fetching = job
         self._save_job(job)  # a shared job becomes this partition's own
         self._active = None  # Completed: nothing left to cancel
         what = f"bulk export {job.export_id} ({self.label}, {window.label()})"
@@ -398,7 +423,7 @@ class BulkBackfill:
         status = self.jobs.create(window, self.job_types)
         self.stats.jobs += 1
         stamps = [m for m in (before, status.snapshot_floor) if m is not None]
-        job = _JobRef(status.export_id, window, snapshot=min(stamps))
+        job = _JobRef(status.export_id, window, created_here=True, snapshot=min(stamps))
         self._save_job(job)
         self.on_job_created(window, job.export_id)  # persisted now: a killed run reuses it
         self.logger.info(

@@ -48,6 +48,8 @@ class ExportCache:
         self._fresh_types: frozenset[int] | None = None
         self._leftovers: dict[Path, Leftovers] = {}
         self._spills = itertools.count(1)
+        #: Why a job of this run could not be used; the partitions after it read REST.
+        self.gave_up: str | None = None
 
     def __enter__(self) -> ExportCache:
         return self

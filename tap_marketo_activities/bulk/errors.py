@@ -39,3 +39,14 @@ class DownloadBroken(Exception):
 
 class FileNotReady(Exception):
     """``file.json`` answered 404: not Completed yet, or Completed but not yet served."""
+
+
+#: A job or its file cannot be used: a saved job is created again; a job created in this run
+#: gives its partition's backfill up to REST (the other streams never stop for it).
+UNUSABLE: tuple[type[Exception], ...] = (
+    JobFailed,
+    JobGone,
+    ChecksumMismatch,
+    BulkApiError,
+    DownloadBroken,
+)

@@ -26,12 +26,12 @@ from tap_marketo_activities.bulk.backfill import (
     BulkBackfill,
     BulkStats,
 )
-from tap_marketo_activities.bulk.errors import ExportQuotaExceeded
+from tap_marketo_activities.bulk.errors import UNUSABLE, ExportQuotaExceeded
 from tap_marketo_activities.bulk.handover import bulk_then_handover, wants_bulk
 from tap_marketo_activities.bulk.signals import Terminated
 from tap_marketo_activities.bulk.tap_transport import StreamBulkTransport
 from tap_marketo_activities.errors import MarketoError
-from tap_marketo_activities.records import format_datetime
+from tap_marketo_activities.records import format_datetime, parse_datetime
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -100,6 +100,32 @@ def share_job(
     write_state()
 
 
+def give_up_to_rest(sync: PartitionSync, why: str, logger: t.Any) -> None:
+    """A job of this run (or its file) cannot be used: REST reads from the unfinished window.
+
+    Windows finished by bulk (this run or earlier ones) stay finished (``done_until``); the
+    window whose job broke is read by the REST walk that follows, as any pass's window is,
+    and the job is forgotten so that no later run is stuck on it. The other partitions and
+    streams are not affected.
+    """
+    progress = sync.state.get(STATE_KEY)
+    done = None
+    if isinstance(progress, dict):
+        progress["job"] = None
+        raw = progress.get("done_until")
+        done = parse_datetime(raw) if isinstance(raw, str) else None
+    resume = max(sync.window_start, done or sync.window_start)
+    sync.window_start = resume
+    sync.prune_floor = resume  # keys of the broken window sent before it broke stay known
+    sync.page_done(None)
+    logger.warning(
+        "%s: the bulk backfill gave up (%s); reading from %s through REST instead.",
+        sync.label,
+        why,
+        resume.isoformat(),
+    )
+
+
 def settings_from(config: t.Mapping[str, t.Any]) -> BackfillSettings:
     return BackfillSettings(
         settle=SETTLE,
@@ -129,6 +155,11 @@ def backfill_pass(
         state=sync.state,
         resuming_cursor=sync.start().resumes_cursor,
     ):
+        return
+    if cache.gave_up is not None:
+        why = f"a bulk export job of this run could not be used: {cache.gave_up}"
+        give_up_to_rest(sync, why, stream.logger)
+        write_state()
         return
     stats = BulkStats()
     own = list((context or {}).get("activity_type_ids") or ())
@@ -182,6 +213,11 @@ def backfill_pass(
     except ExportQuotaExceeded as exc:
         write_state()  # the saved job is enqueued by the next run
         raise BackfillPaused(str(exc)) from None
+    except UNUSABLE as exc:
+        give_up_to_rest(sync, str(exc), stream.logger)
+        cache.gave_up = type(exc).__name__
+        write_state()
+        return
     except MarketoError:
         write_state()
         raise

@@ -13,7 +13,7 @@ import typing as t
 
 import requests
 
-from tap_marketo_activities.bulk.errors import DownloadBroken, FileNotReady
+from tap_marketo_activities.bulk.errors import BulkApiError, DownloadBroken, FileNotReady
 from tap_marketo_activities.bulk.transport import is_envelope, write_body
 from tap_marketo_activities.envelope import envelope, first_error
 from tap_marketo_activities.errors import Action, MarketoRetriable, classify
@@ -43,6 +43,12 @@ class StreamBulkTransport:
     def _envelope(self, request: requests.PreparedRequest) -> dict[str, t.Any]:
         def send_checked(prepared: requests.PreparedRequest) -> requests.Response:
             response = t.cast("requests.Response", self._send(prepared))
+            if response.status_code == 404 and "/export/" in request.path_url.split("?")[0]:
+                # A job path (status, enqueue, cancel) of a job Marketo no longer has: the
+                # backfill creates the job again. A wrong base_url fails on create.json.
+                response.close()
+                msg = f"{request.path_url.split('?')[0]} answered HTTP 404"
+                raise BulkApiError(msg, "HTTP404")
             if 200 <= response.status_code < 300:
                 body = envelope(response)
                 code, _ = first_error(body) if not body.get("success") else ("", "")

@@ -99,6 +99,9 @@ class PlainBulkTransport:
                 timeout=self.timeout,
                 **kwargs,
             )
+            if answer.status_code == 404:  # a job Marketo no longer has, as the tap reads it
+                msg = f"{path} answered HTTP 404"
+                raise BulkApiError(msg, "HTTP404")
             answer.raise_for_status()
             body = answer.json()
             codes = {str(e.get("code")) for e in body.get("errors") or []}

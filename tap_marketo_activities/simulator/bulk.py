@@ -23,7 +23,10 @@ sample or "array" as in the SPEC's), ``cancel_spelling`` ("Cancelled" or "Cancel
 use both), ``corrupt_checksum`` (status reports a wrong checksum), ``file_404_times`` (a
 Completed file answers 404 that many times first), ``break_downloads`` (that many file
 answers stop half-way and drop the connection), ``fail_jobs`` (that many of the client's jobs
-end Failed with an ``errorMsg``), ``quota_bytes``.
+end Failed with an ``errorMsg``), ``quota_bytes``. Per job (sets of ``exportId``):
+``vanished`` (every call about the job answers HTTP 404, as once its retention has ended),
+``file_404_ids`` (its file always answers 404), ``bad_checksum_ids`` (its status reports a
+wrong checksum).
 
 UNVERIFIED choices: ``createdAt`` is inclusive at both ends; an unknown ``exportId`` answers
 1003 "Export not found"; a span over 31 days, type 37, or a missing filter answer 1003; a job
@@ -122,7 +125,7 @@ class Job:
             body["numberOfRecords"] = self.records
             body["fileSize"] = self.size
             checksum = self.checksum or ""
-            if sim_bulk.corrupt_checksum:
+            if sim_bulk.corrupt_checksum or self.export_id in sim_bulk.bad_checksum_ids:
                 checksum = "sha256:" + hashlib.sha256(checksum.encode()).hexdigest()
             body["fileChecksum"] = checksum
         if self.error:
@@ -160,6 +163,9 @@ class BulkExports:
     file_404_times: int = 0
     break_downloads: int = 0
     fail_jobs: int = 0
+    vanished: set[str] = field(default_factory=set)
+    file_404_ids: set[str] = field(default_factory=set)
+    bad_checksum_ids: set[str] = field(default_factory=set)
     write_wait_s: float = 2.0
     jobs: dict[str, Job] = field(default_factory=dict)
     used_bytes: int = 0
@@ -329,6 +335,8 @@ class BulkExports:
             self._settle(sim)
             job = self.jobs.get(export_id)
             if job is None or job.owner != owner or job.status != "Completed":
+                return FileAnswer(404)
+            if export_id in self.file_404_ids:
                 return FileAnswer(404)
             if self.file_404_times > 0:
                 self.file_404_times -= 1

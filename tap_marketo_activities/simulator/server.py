@@ -452,6 +452,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         action, export_id = target
         exports, owner = sim.bulk, sim.client_id
+        if export_id is not None and export_id in exports.vanished:
+            self._json(404, {"message": "Not Found"})  # a job whose retention has ended
+            return
         try:
             if action == "file":
                 assert export_id is not None
