@@ -314,3 +314,11 @@ def test_an_unfinished_backfill_continues_through_bulk_whatever_the_window():
     finished = {**started, "replication_key_value": "2024-04-12T13:00:00Z"}
     assert not _wants("auto", 0.1, finished)
     assert not _wants("rest", 0.1, job)
+
+
+def test_bulk_method_governs_backfills_only_caught_up_runs_read_rest():
+    caught_up = {"replication_key_value": "2024-04-12T13:00:00Z"}
+    assert _wants("bulk", 0.1)  # a first sync: bulk, however short
+    assert not _wants("bulk", 0.1, caught_up)  # a scheduled run once caught up: REST
+    assert not _wants("bulk", 3, caught_up)
+    assert _wants("bulk", 3.5, caught_up)  # far behind again: longer than the threshold

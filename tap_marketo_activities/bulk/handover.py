@@ -44,13 +44,20 @@ def wants_bulk(
     state: dict[str, t.Any],
     resuming_cursor: bool,
 ) -> bool:
-    """Whether this pass backfills through bulk (``backfill_method``, see the README)."""
+    """Whether this pass backfills through bulk (``backfill_method``, see the README).
+
+    ``backfill_method`` governs backfills only: ``bulk`` exports a partition's first window
+    (no bookmark yet) whatever its length, but once the partition is caught up a scheduled
+    run reads REST unless its window is longer than the threshold, as with ``auto``; an
+    export job per scheduled run would only add minutes of waiting and a snapshot that can
+    miss the late rows REST reads anyway.
+    """
     if method == "rest" or resuming_cursor:
         return False
     if in_progress(state):
         return True
     span = now - window_start
-    if method == "bulk":
+    if method == "bulk" and state.get("replication_key_value") is None:
         return span > settle
     return span > threshold
 
