@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import typing as t
 
+from tap_marketo_activities.bulk.state_check import check_bulk
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.incremental import PartitionSync
 
@@ -85,11 +87,25 @@ def parse_state_text(text: str, option: str = "--state") -> dict[str, t.Any]:
     return document
 
 
+def _where(path: tuple[str, ...]) -> tuple[str, str]:
+    """(where, field) naming a place in the document for a message."""
+    keys = [p for p in path if p != "singer_state"]
+    if keys[:1] == ["bookmarks"] and len(keys) > 1:
+        return f"stream '{keys[1]}'", ".".join(keys[2:]).replace(".[", "[") or keys[1]
+    return "the document", ".".join(keys[:3]).replace(".[", "[")
+
+
 def _check_depth(document: t.Any) -> None:
-    """Refuse nesting deeper than MAX_DEPTH, walking iteratively (no recursion to exhaust)."""
+    """Refuse nesting deeper than MAX_DEPTH and numbers that are not finite (NaN, Infinity,
+    1e400): Python reads them, but no JSON writer can write them back, so the state the run
+    would emit could never be read again. Walks iteratively (no recursion to exhaust).
+    """
     stack: list[tuple[t.Any, tuple[str, ...]]] = [(document, ())]
     while stack:
         value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            where, field = _where(path)
+            _fail(where, field[:200], f"is {value!r}, not a finite number")
         if isinstance(value, dict):
             children = [(v, (*path, str(k)[:40])) for k, v in value.items()]
         elif isinstance(value, list):
@@ -215,7 +231,10 @@ def check_stream_state(name: str, stream_state: dict[str, t.Any]) -> None:
     ):
         _fail(f"stream '{name}'", "lead_change_fields", "must be a list of field names")
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime.now(dt.timezone.utc)
     for label, entry in entries:
+        if "bulk" in entry:
+            check_bulk(label, entry["bulk"], now)
         if entry.get("overlap") is not None and entry.get("replication_key_value") is None:
             # The tap writes both together; without the bookmark the pass would restart
             # from start_date and re-send everything the overlap set does not cover.

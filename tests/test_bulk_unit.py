@@ -99,11 +99,14 @@ class _Answers:
 
     def __init__(self, envelope):
         self.envelope = envelope
+        self.calls = []
 
     def post_json(self, path, body=None):
+        self.calls.append(path)
         return self.envelope
 
     def get_json(self, path, params=None):
+        self.calls.append(path)
         return self.envelope
 
     def download(self, path, dest, start_byte):
@@ -118,14 +121,17 @@ def _refusal(code, message):
     }
 
 
+ID = "0f8e2d4c-6a1b-4c3d-9e8f-7a6b5c4d3e2f"
+
+
 def test_1029_quota_says_when_the_quota_resets_and_how_to_resume():
     now = dt.datetime(2024, 4, 12, 14, 0, tzinfo=UTC)
     jobs = ExportJobs(_Answers(_refusal("1029", "Export daily quota exceeded")), clock=lambda: now)
     with pytest.raises(ExportQuotaExceeded) as caught:
-        jobs.enqueue("abc")
+        jobs.enqueue("0f8e2d4c-6a1b-4c3d-9e8f-7a6b5c4d3e2f")
     text = str(caught.value)
     assert text.startswith(
-        "Marketo refused the bulk enqueue of export abc: 1029 Export daily quota exceeded "
+        f"Marketo refused the bulk enqueue of export {ID}: 1029 Export daily quota exceeded "
         "(requestId e3b#18e)."
     )
     assert "midnight US Central, 2024-04-13T05:00:00Z (in 15 h 0 min)" in text
@@ -136,12 +142,12 @@ def test_1029_queue_full_and_other_codes_are_told_apart():
     now = dt.datetime(2024, 4, 12, 14, 0, tzinfo=UTC)
     full = ExportJobs(_Answers(_refusal("1029", "Too many jobs in queue")), clock=lambda: now)
     with pytest.raises(QueueFull, match="1029 Too many jobs in queue"):
-        full.enqueue("abc")
+        full.enqueue("0f8e2d4c-6a1b-4c3d-9e8f-7a6b5c4d3e2f")
     other = ExportJobs(_Answers(_refusal("1003", "Invalid data")), clock=lambda: now)
     with pytest.raises(BulkApiError) as caught:
-        other.status("abc")
+        other.status("0f8e2d4c-6a1b-4c3d-9e8f-7a6b5c4d3e2f")
     assert str(caught.value) == (
-        "Marketo refused the bulk status of export abc: 1003 Invalid data (requestId e3b#18e)."
+        f"Marketo refused the bulk status of export {ID}: 1003 Invalid data (requestId e3b#18e)."
     )
 
 
@@ -149,7 +155,18 @@ def test_an_answer_without_a_known_status_is_refused():
     now = dt.datetime(2024, 4, 12, 14, 0, tzinfo=UTC)
     odd = {"requestId": "r1", "success": True, "result": [{"exportId": "x", "status": "Odd"}]}
     with pytest.raises(BulkApiError, match="without a usable exportId or status"):
-        ExportJobs(_Answers(odd), clock=lambda: now).status("x")
+        ExportJobs(_Answers(odd), clock=lambda: now).status(ID)
+
+
+@pytest.mark.parametrize("export_id", ["../../identity/oauth/token", ID + "?x=1", "a%2Fb", ""])
+def test_a_job_path_is_built_only_from_a_marketo_export_id(export_id):
+    """No call is made for an id that could steer the request (and its token) elsewhere."""
+    answers = _Answers({"success": True, "result": []})
+    jobs = ExportJobs(answers, clock=lambda: dt.datetime(2024, 4, 12, tzinfo=UTC))
+    for call in (jobs.status, jobs.enqueue, jobs.cancel, jobs.file_path):
+        with pytest.raises(BulkApiError, match="is not a Marketo export id"):
+            call(export_id)
+    assert answers.calls == []
 
 
 # ----------------------------------------------------------------------------- CSV

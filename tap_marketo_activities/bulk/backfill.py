@@ -58,7 +58,9 @@ from tap_marketo_activities.bulk.jobs import (
     JobStatus,
     poll_waits,
 )
+from tap_marketo_activities.bulk.progress import WaitProgress
 from tap_marketo_activities.bulk.signals import Terminated, terminate_as_exception
+from tap_marketo_activities.bulk.state_check import check_bulk
 from tap_marketo_activities.bulk.windows import Window, backfill_end, plan_windows
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
@@ -89,6 +91,8 @@ class BackfillSettings:
     work_dir: Path | None = None
     #: A saved job whose snapshot is older than this is created again (see the module doc).
     stale_after: dt.timedelta = dt.timedelta(hours=6)
+    #: During a wait on a job or its download, an INFO line at least this often (progress.py).
+    progress_every_s: float = 60.0
 
 
 @dataclass
@@ -141,6 +145,8 @@ class BulkBackfill:
         default_factory=lambda: logging.getLogger("tap_marketo_activities.bulk")
     )
     sleep: Callable[[float], None] = time.sleep
+    #: The clock progress lines are timed by (seconds; tests pass one that follows ``sleep``).
+    clock: Callable[[], float] = time.monotonic
     server_now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     label: str = "activities"
     #: Types the export jobs ask for (default: ``type_ids``); rows of other types are skipped.
@@ -160,6 +166,9 @@ class BulkBackfill:
 
     def __post_init__(self) -> None:
         self.jobs = ExportJobs(self.transport, clock=self.server_now)
+        self.progress = WaitProgress(
+            self.logger, self.label, self.settings.progress_every_s, self.clock
+        )
         self.job_types = sorted(set(self.job_type_ids or ()) | set(self.type_ids))
 
     # ------------------------------------------------------------------ state
@@ -242,7 +251,12 @@ class BulkBackfill:
         Resumes after ``done_until`` and inside a saved window's job. Interrupted by Ctrl-C
         or ``Terminated``, it cancels the job it has queued and forgets it.
         """
+        check_bulk(self.label, self._bulk_state, self.server_now())
         done = self.done_until()
+        if done is not None and done > self.server_now():
+            self._bad_state(
+                "bulk.done_until", f"is after Marketo's clock ({format_datetime(done)})"
+            )
         if done is not None:
             start = max(start, done)
         try:
@@ -433,6 +447,7 @@ class BulkBackfill:
 
     def _until_completed(self, job: _JobRef, status: JobStatus) -> JobStatus:
         self._active = job
+        self.progress.begin(f"export {job.export_id} ({job.window.label()})")
         if status.status == CREATED:
             status = self._enqueue(job)
         waits = poll_waits(
@@ -447,9 +462,10 @@ class BulkBackfill:
                 )
                 raise JobGone(msg)
             pause = next(waits)
-            self._wait(pause)
+            self._wait(pause, status.status)
             waited += pause
             status = self.jobs.status(job.export_id)
+        self.progress.job_waits.append(self.progress.waited())
         if status.status == FAILED:
             self._save_job(None)
             msg = (
@@ -488,7 +504,7 @@ class BulkBackfill:
                     exc,
                     pause,
                 )
-                self._wait(pause)
+                self._wait(pause, "queue full, waiting for a place")
                 waited += pause
                 continue
             job.queued_here = True
@@ -496,6 +512,8 @@ class BulkBackfill:
 
     def _download(self, job: _JobRef, status: JobStatus, path: Path, what: str) -> int:
         tries = 0
+        self.progress.begin(f"export {job.export_id} ({job.window.label()})")
+        rows = self.stats.rows
         while True:
             try:
                 return download.fetch(
@@ -503,6 +521,7 @@ class BulkBackfill:
                     self.jobs.file_path(job.export_id),
                     path,
                     max_breaks=self.settings.max_download_breaks,
+                    on_size=lambda have: self.progress.downloaded(have, status.file_size, rows),
                     on_break=lambda at, why: self.logger.info(
                         "%s: download broke at byte %d (%s); resuming from there.", what, at, why
                     ),
@@ -516,11 +535,17 @@ class BulkBackfill:
                     )
                     raise JobGone(msg) from None
                 self.logger.info("%s: the file is not served yet (404); waiting.", what)
-                self._wait(self.settings.poll_initial_s)
+                self._wait(self.settings.poll_initial_s, "Completed, file not served yet")
 
-    def _wait(self, seconds: float) -> None:
-        self.sleep(seconds)
-        self.stats.wait_s += seconds
+    def _wait(self, seconds: float, status: str = "waiting") -> None:
+        """Sleep ``seconds`` in slices no longer than the progress cadence, reporting."""
+        left = seconds
+        while left > 0:
+            piece = min(left, max(self.settings.progress_every_s, 1.0))
+            self.sleep(piece)
+            self.stats.wait_s += piece
+            left -= piece
+            self.progress.job_wait(status, self.stats.rows)
 
     def _cancel_active(self) -> None:
         job = self._active

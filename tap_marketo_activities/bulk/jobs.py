@@ -16,6 +16,7 @@ import typing as t
 from dataclasses import dataclass
 
 from tap_marketo_activities.bulk.errors import BulkApiError, ExportQuotaExceeded, QueueFull
+from tap_marketo_activities.bulk.state_check import valid_export_id
 from tap_marketo_activities.limits import quota_reset_text
 
 if t.TYPE_CHECKING:
@@ -108,19 +109,19 @@ class ExportJobs:
         return self._status(self.transport.post_json(f"{EXPORT}/create.json", body), "create")
 
     def enqueue(self, export_id: str) -> JobStatus:
-        answer = self.transport.post_json(f"{EXPORT}/{export_id}/enqueue.json")
+        answer = self.transport.post_json(job_path(export_id, "enqueue"))
         return self._status(answer, f"enqueue of export {export_id}")
 
     def status(self, export_id: str) -> JobStatus:
-        answer = self.transport.get_json(f"{EXPORT}/{export_id}/status.json")
+        answer = self.transport.get_json(job_path(export_id, "status"))
         return self._status(answer, f"status of export {export_id}")
 
     def cancel(self, export_id: str) -> JobStatus:
-        answer = self.transport.post_json(f"{EXPORT}/{export_id}/cancel.json")
+        answer = self.transport.post_json(job_path(export_id, "cancel"))
         return self._status(answer, f"cancel of export {export_id}")
 
     def file_path(self, export_id: str) -> str:
-        return f"{EXPORT}/{export_id}/file.json"
+        return job_path(export_id, "file")
 
     def _status(self, envelope: dict[str, t.Any], what: str) -> JobStatus:
         request_id = envelope.get("requestId", "none")
@@ -145,7 +146,7 @@ class ExportJobs:
         item = result[0] if result and isinstance(result[0], dict) else {}
         export_id = item.get("exportId")
         status = normal_status(item.get("status"))
-        if not export_id or status not in KNOWN:
+        if not valid_export_id(export_id) or status not in KNOWN:
             text = (
                 f"Marketo answered the bulk {what} without a usable exportId or status "
                 f"({item.get('status')!r}) (requestId {request_id})."
@@ -160,6 +161,18 @@ class ExportJobs:
             error_msg=item.get("errorMsg"),
             snapshot_floor=snapshot_floor(item),
         )
+
+
+def job_path(export_id: str, action: str) -> str:
+    """The path of one job's endpoint, built only from an id that is a UUID.
+
+    The id comes from the state (input a person can edit) or from Marketo; one holding
+    ``../``, ``%2F`` or ``?`` must never steer a request (and its bearer token) elsewhere.
+    """
+    if not valid_export_id(export_id):
+        msg = f"{str(export_id)[:60]!r} is not a Marketo export id (a UUID); no call was made."
+        raise BulkApiError(msg, "bad-export-id")
+    return f"{EXPORT}/{export_id}/{action}.json"
 
 
 def poll_waits(initial_s: float, factor: float, max_s: float) -> t.Iterator[float]:
