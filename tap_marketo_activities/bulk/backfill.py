@@ -166,8 +166,12 @@ class BulkBackfill:
 
     def __post_init__(self) -> None:
         self.jobs = ExportJobs(self.transport, clock=self.server_now)
+        # Late-bound: a test may set ``clock`` after construction.
         self.progress = WaitProgress(
-            self.logger, self.label, self.settings.progress_every_s, self.clock
+            self.logger,
+            self.label,
+            self.settings.progress_every_s,
+            lambda: self.clock(),  # noqa: PLW0108
         )
         self.job_types = sorted(set(self.job_type_ids or ()) | set(self.type_ids))
 
@@ -541,7 +545,7 @@ class BulkBackfill:
         """Sleep ``seconds`` in slices no longer than the progress cadence, reporting."""
         left = seconds
         while left > 0:
-            piece = min(left, max(self.settings.progress_every_s, 1.0))
+            piece = min(left, max(self.progress.until_due(), 1.0))
             self.sleep(piece)
             self.stats.wait_s += piece
             left -= piece

@@ -11,6 +11,7 @@ import hashlib
 import typing as t
 
 from tap_marketo_activities.bulk.errors import ChecksumMismatch, DownloadBroken
+from tap_marketo_activities.bulk.progress import CountingFile
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,14 +29,19 @@ def fetch(
     *,
     max_breaks: int,
     on_break: Callable[[int, str], None] | None = None,
+    on_size: Callable[[int], None] | None = None,
 ) -> int:
     """Download ``path`` into ``dest`` (resuming what is there); return the file's size.
 
     A broken connection resumes from the bytes on disk, ``max_breaks`` times at most.
     ``FileNotReady`` (404) passes through to the caller, who decides whether to wait.
+    ``on_size`` hears the bytes on disk after every write (progress lines).
     """
     breaks = 0
-    with dest.open("ab") as out:
+    with dest.open("ab") as raw:
+        out: t.BinaryIO = (
+            raw if on_size is None else t.cast("t.BinaryIO", CountingFile(raw, on_size))
+        )
         while True:
             have = out.tell()
             try:
