@@ -1,9 +1,9 @@
 """A bulk job that breaks never stops the tap for good, nor the streams that do not use bulk.
 
-A job saved by an earlier run that is gone (HTTP 404 or "not found"), whose file answers 404,
-or whose file fails its checksum is created again; a job created by this run that breaks
-gives its partition's backfill up to REST. Either way every row arrives once, the run ends 0
-and ``lead_changes`` / ``deleted_leads`` are read.
+A job that is gone (HTTP 404 or "not found"), whose file answers 404, or whose file fails its
+checksum is created again, once; if that one breaks too, its partition's backfill is given up
+to REST. Either way every row arrives once, the run ends 0 and ``lead_changes`` /
+``deleted_leads`` are read.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_a_saved_job_that_is_gone_or_broken_is_created_again(simulator, run_tap,
     if fault == "vanished":
         assert f"Bulk export {pending} saved in the state is gone" in second.stderr
     else:
-        assert f"Bulk export {pending} from the state cannot be read" in second.stderr
+        assert f"Bulk export {pending} cannot be used" in second.stderr
     assert "through REST instead" not in second.stderr
     assert_all_once(sim, [first, second])
     third = run_tap(bulk_config(sim), state=second.state)  # and nothing is stuck after it
@@ -56,7 +56,7 @@ def test_a_saved_job_that_is_gone_or_broken_is_created_again(simulator, run_tap,
     assert "bulk" not in third.stderr.lower() or "through bulk export jobs" not in third.stderr
 
 
-def test_a_job_of_this_run_that_fails_its_checksum_gives_the_backfill_up_to_rest(
+def test_a_job_of_this_run_that_fails_its_checksum_twice_gives_the_backfill_up_to_rest(
     simulator, run_tap
 ):
     sim = simulator(tap_world(days=10, rows=1500))
@@ -67,7 +67,9 @@ def test_a_job_of_this_run_that_fails_its_checksum_gives_the_backfill_up_to_rest
     warning = next(line for line in run.stderr.splitlines() if "gave up" in line)
     assert "the downloaded file's SHA-256 is" in warning
     assert "reading from 2024-01-01T00:00:00+00:00 through REST instead" in warning
-    assert len(file_fetches(sim)) == 1  # its file was read once, nothing emitted from it
+    assert "creating it again" in run.stderr  # once; the second file fails too: REST
+    assert creates(sim) == 1 + 1
+    assert len(file_fetches(sim)) == 2
     assert_all_once(sim, [run])
     again = run_tap(bulk_config(sim), state=run.state)
     assert again.returncode == 0, again.stderr[-3000:]

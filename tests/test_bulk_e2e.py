@@ -144,13 +144,14 @@ def test_a_checksum_mismatch_fails_clearly_and_emits_nothing_from_that_file(sim,
     assert got == []
     assert "nothing from the file was emitted and the bookmark did not move" in str(caught.value)
     assert "done_until" not in state["bulk"]
+    assert sim.counters.calls_by_path[CREATE] == 2  # the job was created once more
     export_id = state["bulk"]["job"]["exportId"]
     # the next run downloads the same job's file again instead of creating a new job
     sim.bulk.corrupt_checksum = False
     again = make_backfill(sim, transport, state)
     end = START + dt.timedelta(days=10)
     assert by_guid(again.records(START, end)) == expected_records(sim, end)
-    assert sim.counters.calls_by_path[CREATE] == 1
+    assert sim.counters.calls_by_path[CREATE] == 2
     assert export_id in sim.bulk.statuses()
 
 

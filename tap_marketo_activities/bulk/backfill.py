@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 import tempfile
 import time
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tap_marketo_activities.bulk import csvfile, download
+from tap_marketo_activities.bulk import csvfile, download, filecheck
 from tap_marketo_activities.bulk.errors import (
     UNUSABLE,
     BulkApiError,
@@ -48,6 +49,7 @@ from tap_marketo_activities.bulk.errors import (
     JobFailed,
     JobGone,
     QueueFull,
+    QueueTimeout,
 )
 from tap_marketo_activities.bulk.jobs import (
     CANCELLED,
@@ -367,10 +369,10 @@ class BulkBackfill:
             return self._fetch(window, saved, tmp)
         except UNUSABLE as exc:
             broken = self._fetching
-            if broken is None or broken.created_here:
-                raise
+            if broken is None or isinstance(exc, QueueTimeout):
+                raise  # a second job would wait as long again
             self.logger.warning(
-                "Bulk export %s from the state cannot be read (%s); creating it again for %s.",
+                "Bulk export %s cannot be used (%s); creating it again for %s.",
                 broken.export_id,
                 exc,
                 window.label(),
@@ -394,10 +396,36 @@ class BulkBackfill:
         with terminate_as_exception():
             size = self._download(job, status, path, what)
         download.verify(path, status.checksum, what=what)
+        facts = filecheck.inspect(path)
+        filecheck.check(facts, records=status.records, file_size=status.file_size, what=what)
+        if facts.bad_bytes:
+            self._keep_undecodable(path, job, facts, what)
         self.stats.bytes += size
         if self.cache is not None:
             path = self.cache.put(window, types, job.export_id, path, job.snapshot).path
         return job, path, size
+
+    def _keep_undecodable(
+        self, path: Path, job: _JobRef, facts: filecheck.FileFacts, what: str
+    ) -> None:
+        """Report bytes that are not UTF-8 and keep the file: the rows carry U+FFFD for them."""
+        kept_dir = Path(self.settings.work_dir or tempfile.gettempdir()) / "tap-marketo-kept"
+        kept = kept_dir / f"{job.export_id}.csv"
+        try:
+            kept_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, kept)
+        except OSError as exc:
+            where = f"could not be kept ({exc})"
+        else:
+            where = f"is kept at {kept}"
+        self.logger.warning(
+            "%s: %d bytes in %d rows are not UTF-8; those rows are sent with U+FFFD in their "
+            "place. The original file %s, to recover them from.",
+            what,
+            facts.bad_bytes,
+            facts.bad_rows,
+            where,
+        )
 
     def _ready_job(self, window: Window, saved: _JobRef | None) -> tuple[_JobRef, JobStatus]:
         """A Completed job for ``window``: the saved one if Marketo still has it, else new."""
@@ -501,7 +529,7 @@ class BulkBackfill:
                         f"Marketo's bulk queue stayed full for {waited / 60:.0f} min ({exc}); "
                         "other integrations hold its 10 places. The next run tries again."
                     )
-                    raise JobGone(msg) from None
+                    raise QueueTimeout(msg) from None
                 pause = next(waits)
                 self.logger.info(
                     "Marketo's bulk export queue is full (%s); waiting %.0f s for a place.",

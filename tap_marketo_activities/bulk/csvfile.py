@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import msgspec.json
 
+from tap_marketo_activities.bulk.filecheck import allow_fields_up_to
 from tap_marketo_activities.errors import MalformedResponse
 
 if t.TYPE_CHECKING:
@@ -112,6 +113,8 @@ def numbered_rows(
         if source is not None and type_ids is not None and source.serves(type_ids):
             header, numbered = _leftover_cells(files.enter_context(source.path.open("rb")))
         else:
+            allow_fields_up_to(path.stat().st_size)
+            # bytes that are not UTF-8 were counted, reported and the file kept (filecheck)
             text = files.enter_context(path.open(encoding="utf-8", errors="replace", newline=""))
             header, numbered = _csv_cells(text, what)
         if header is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tap_marketo_activities.bulk.filecheck import FileMismatch
 from tap_marketo_activities.errors import MarketoError, QuotaExhausted
 
 
@@ -29,6 +30,10 @@ class JobGone(MarketoError):
     """A job saved in the state is unknown to Marketo, or was cancelled elsewhere."""
 
 
+class QueueTimeout(JobGone):
+    """Marketo's export queue stayed full longer than the backfill waits for a place."""
+
+
 class ChecksumMismatch(MarketoError):
     """The downloaded file's SHA-256 differs from ``fileChecksum``; nothing was emitted."""
 
@@ -44,6 +49,7 @@ class FileNotReady(Exception):
 #: A job or its file cannot be used: a saved job is created again; a job created in this run
 #: gives its partition's backfill up to REST (the other streams never stop for it).
 UNUSABLE: tuple[type[Exception], ...] = (
+    FileMismatch,
     JobFailed,
     JobGone,
     ChecksumMismatch,

@@ -26,7 +26,10 @@ answers stop half-way and drop the connection), ``fail_jobs`` (that many of the 
 end Failed with an ``errorMsg``), ``quota_bytes``. Per job (sets of ``exportId``):
 ``vanished`` (every call about the job answers HTTP 404, as once its retention has ended),
 ``file_404_ids`` (its file always answers 404), ``bad_checksum_ids`` (its status reports a
-wrong checksum).
+wrong checksum). File content, for every job of the client while set: ``short_rows`` (the
+file lacks its last rows while ``numberOfRecords`` counts them and the checksum matches),
+``invalid_utf8_rows`` (that many rows carry a byte 0xFF in ``primaryAttributeValue``),
+``big_field_chars`` (the first row's ``primaryAttributeValue`` is that long).
 
 UNVERIFIED choices: ``createdAt`` is inclusive at both ends; an unknown ``exportId`` answers
 1003 "Export not found"; a span over 31 days, type 37, or a missing filter answer 1003; a job
@@ -166,6 +169,9 @@ class BulkExports:
     vanished: set[str] = field(default_factory=set)
     file_404_ids: set[str] = field(default_factory=set)
     bad_checksum_ids: set[str] = field(default_factory=set)
+    short_rows: int = 0
+    invalid_utf8_rows: int = 0
+    big_field_chars: int = 0
     write_wait_s: float = 2.0
     jobs: dict[str, Job] = field(default_factory=dict)
     used_bytes: int = 0
@@ -449,20 +455,34 @@ class BulkExports:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(job.fields)
-            for i in range(first, visible):
-                if world.type_id[i] in types and job.start_ts <= world.event[i] <= job.end_ts:
-                    writer.writerow(self._cells(world, i, job.fields))
-                    count += 1
-                    if count % _WRITE_BLOCK == 0:
-                        data = buffer.getvalue().encode()
-                        out.write(data)
-                        digest.update(data)
-                        buffer.seek(0)
-                        buffer.truncate()
-            data = buffer.getvalue().encode()
+            rows = [
+                i
+                for i in range(first, visible)
+                if world.type_id[i] in types and job.start_ts <= world.event[i] <= job.end_ts
+            ]
+            announced = len(rows)
+            if self.short_rows:
+                rows = rows[: max(0, len(rows) - self.short_rows)]
+            for i in rows:
+                cells = self._cells(world, i, job.fields)
+                if "primaryAttributeValue" in job.fields:
+                    col = job.fields.index("primaryAttributeValue")
+                    if count < self.invalid_utf8_rows:
+                        cells[col] += "\udcff"  # written as the byte 0xFF
+                    if count == 0 and self.big_field_chars:
+                        cells[col] = "x" * self.big_field_chars
+                writer.writerow(cells)
+                count += 1
+                if count % _WRITE_BLOCK == 0:
+                    data = buffer.getvalue().encode("utf-8", "surrogateescape")
+                    out.write(data)
+                    digest.update(data)
+                    buffer.seek(0)
+                    buffer.truncate()
+            data = buffer.getvalue().encode("utf-8", "surrogateescape")
             out.write(data)
             digest.update(data)
-        return count, path.stat().st_size, "sha256:" + digest.hexdigest()
+        return announced, path.stat().st_size, "sha256:" + digest.hexdigest()
 
     def _cells(self, world: World, i: int, fields: tuple[str, ...]) -> list[str]:
         row = render_activity(world, i)
