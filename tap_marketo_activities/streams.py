@@ -23,7 +23,7 @@ from tap_marketo_activities.errors import (
     MarketoError,
     QuotaExhausted,
 )
-from tap_marketo_activities.incremental import REPLICATION_KEY, PartitionSync, Start
+from tap_marketo_activities.incremental import REPLICATION_KEY, OverlapSet, PartitionSync, Start
 from tap_marketo_activities.output import write_record, write_schema
 from tap_marketo_activities.prefetch import Plan, chain_key
 from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
@@ -406,6 +406,7 @@ class ActivitiesStream(IncrementalStream):
         remaining = set(self.unified_type_ids) | set(self.typed_routes)
         groups: list[list[int]] = []
         known: set[int] = set()
+        history = set(self.history_types)
         # Most recently bookmarked first, so a group revived by a re-added type never
         # wins over the group that has read its other types since.
         for partition in sorted(
@@ -418,12 +419,15 @@ class ActivitiesStream(IncrementalStream):
                 continue
             if partition.get("replication_key_value"):
                 known |= set(ids)
+            if set(ids) & history:
+                continue  # a type whose new table reads its history forms its own group
             if set(ids) <= remaining:
                 groups.append(list(ids))
                 remaining -= set(ids)
         # Types read before and never-read types go to separate new groups: a group
         # inherits progress only when every one of its types has some.
-        for fresh in (sorted(remaining & known), sorted(remaining - known)):
+        remaining -= history
+        for fresh in (sorted(remaining & known), sorted(remaining - known), sorted(history)):
             groups += [
                 fresh[i : i + MAX_TYPES_PER_CALL] for i in range(0, len(fresh), MAX_TYPES_PER_CALL)
             ]
@@ -435,6 +439,46 @@ class ActivitiesStream(IncrementalStream):
         if not self.selected:
             return frozenset()
         return frozenset(self.tap.selected_activity_type_ids())
+
+    @cached_property
+    def history_types(self) -> dict[int, tuple[dt.datetime, OverlapSet | None]]:
+        """Types whose per-type table is selected for the first time after earlier runs.
+
+        Their table has no entry in the state the run started from, while a type group
+        there has read the type already: reading on from that group's bookmark would give
+        the new table no history. Such a type is read in a group of its own from
+        ``start_date``; its rows go to the new table all, and to ``activities`` only when
+        that stream had not sent them (stamped after the old group's overlap start and not
+        in its overlap set). Value: that start and set, per type.
+        """
+        in_state = getattr(self.tap, "streams_in_state", None)
+        if not in_state or "activities" not in in_state:
+            return {}
+        found: dict[int, tuple[dt.datetime, OverlapSet | None]] = {}
+        for type_id, table in self.typed_routes.items():
+            if table.name in in_state:
+                continue
+            donors = self._donors({type_id})
+            if not donors:
+                continue
+            donor = donors[0]
+            bookmark = parse_datetime(donor["replication_key_value"])
+            overlap = donor.get("overlap") or {}
+            since = overlap.get("since")
+            keys = overlap.get("keys")
+            found[type_id] = (
+                parse_datetime(since) if isinstance(since, str) else bookmark,
+                OverlapSet.decode(keys) if isinstance(keys, str) else None,
+            )
+            self.logger.warning(
+                "%s is selected for the first time after earlier runs: type %d is read again "
+                "from start_date (%s) so that the table gets its history; 'activities' is not "
+                "sent those rows twice.",
+                table.name,
+                type_id,
+                format_datetime(self.tap.start_date),
+            )
+        return found
 
     @cached_property
     def typed_routes(self) -> dict[int, TypedActivitiesStream]:
@@ -453,7 +497,15 @@ class ActivitiesStream(IncrementalStream):
         if typed is not None:
             typed.write(record)
             self.api.stats.records[typed.name] += 1
-        return type_id in self.unified_type_ids
+        if type_id not in self.unified_type_ids:
+            return False
+        sent = self.history_types.get(type_id)
+        if sent is None:
+            return True
+        since, overlap = sent  # a history re-read: what 'activities' already has is skipped
+        if parse_datetime(record["activityDate"]) < since:
+            return False
+        return overlap is None or record["marketoGUID"] not in overlap
 
     @override
     def backfill(self, sync: PartitionSync, context: Context | None) -> Iterable[dict]:
@@ -480,6 +532,8 @@ class ActivitiesStream(IncrementalStream):
         if sync.bookmark is not None or sync.cursor is not None:
             return
         types = set((context or {}).get("activity_type_ids") or ())
+        if types & set(self.history_types):
+            return  # a new per-type table's history: from start_date (history_types)
         donors = self._donors(types)
         covered = {i for p in donors for i in p["context"]["activity_type_ids"]}
         if not donors or not types <= covered:

@@ -464,7 +464,11 @@ class TapMarketoActivities(Tap):
     @override
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Accept Singer state (or Meltano's export of it); refuse anything we cannot read."""
-        super().load_state(check_state(state))
+        checked = check_state(state)
+        # Which streams the state already knew: a per-type table absent from it is selected
+        # for the first time and reads its history (ActivitiesStream.history_types).
+        self.streams_in_state = frozenset(checked.get("bookmarks") or ())
+        super().load_state(checked)
 
     # -- running ---------------------------------------------------------------------
 
