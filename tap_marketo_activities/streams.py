@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import typing as t
@@ -123,6 +124,9 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
 
     _pass: PartitionSync
     _first_token: str | None = None
+    #: True while a REST walk runs: the state dict then names only what the target has
+    #: (its cursor moves after a page's rows are written), so it may be written at a stop.
+    _walking = False
     #: False while the first page of a pass resumed from a saved cursor is in flight:
     #: a failure then means Marketo refused the cursor (see ``_walk``).
     _cursor_accepted = True
@@ -170,9 +174,10 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         uncovered = sync.uncovered_overlap()
         if uncovered:
             self.logger.warning(
-                "%s: lookback_minutes grew, so this run re-reads %s to %s, which the overlap "
-                "set of the previous run does not cover; rows stamped then may be sent once "
-                "more (targets that upsert on marketoGUID keep one).",
+                "%s: this run re-reads %s to %s, which the overlap set of the previous run "
+                "does not cover (lookback_minutes grew, or that run was resumed after a "
+                "kill); rows stamped then may be sent once more (targets that upsert on "
+                "marketoGUID keep one).",
                 sync.label,
                 uncovered[0].isoformat(),
                 uncovered[1].isoformat(),
@@ -219,11 +224,33 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     def _walk(self, context: Context | None, sync: PartitionSync, start: Start) -> Iterable[dict]:
         self._pass = sync
         chain = self.tap.prefetcher.claim(chain_key(self.name, context), start)
+        self._walking = True
         try:
             yield from self._walk_from(context, sync, start, chain)
+        except CursorRejected:
+            raise
+        except (Exception, KeyboardInterrupt):
+            self.write_state_at_stop()
+            raise
         finally:
+            self._walking = False
             if chain is not None:
                 chain.cancel()
+
+    def write_state_at_stop(self) -> None:
+        """A STATE before a stop that lets Python run, while a REST walk runs (issue 22).
+
+        STATE is written every 10,000 rows of a partition, so a run that stops between two
+        (607, 1029, a failure it reports, SIGTERM, Ctrl-C) writes one on its way out, from
+        the cursor of the last page whose rows are written: the next run resumes there
+        instead of re-sending up to 10,000 rows. Outside a walk the last STATE is current
+        (a pass's end writes one; the bulk backfill writes its own at its stops).
+        """
+        if self._walking and not self.batching:
+            self._pass.keys_for_stop()
+            # A target that is gone (broken pipe) is reported by the stop itself.
+            with contextlib.suppress(OSError, ValueError):
+                self.tap.state_writer.write_state(self.tap_state)
 
     def _walk_from(
         self, context: Context | None, sync: PartitionSync, start: Start, chain: Chain | None

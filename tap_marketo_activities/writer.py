@@ -73,8 +73,14 @@ class BatchingWriter(MsgSpecWriter):
         """Write the lines held, if any, and flush stdout."""
         if not self._held:
             return
-        held, self._held = self._held, bytearray()
-        sys.stdout.buffer.write(held)
+        if not self._held.endswith(b"\n"):
+            # A signal handler's STATE (tap._stop_on_signal) between a record's encoding
+            # and its newline: that handler exits, so the newline would never come.
+            self._held += b"\n"
+        # Written, then dropped: a signal handler writing a STATE in between writes these
+        # lines twice (a re-send), never none of them before that STATE (a loss).
+        sys.stdout.buffer.write(self._held)
+        self._held = bytearray()
         sys.stdout.flush()
 
     def _flush_at_exit(self) -> None:

@@ -14,6 +14,7 @@ from helpers import (
     guid_counts,
     kill_after_records,
     killed_runs,
+    sigterm_after_records,
     sim_config,
     write_json,
 )
@@ -175,10 +176,12 @@ def test_resume_uses_the_cursor_not_a_new_walk(simulator, run_tap, tmp_path):
     sim = simulator(World.seed_afternoon(rows=2000, seed=8), now="2024-04-12T16:00:00Z")
     config = sim_config(sim, page_size=50, activity_type_ids=[6])
     config_path = write_json(tmp_path, "config.json", config)
-    written, _ = kill_after(config_path, None, 300)
+    code, written, _ = sigterm_after_records(config_path, 300)
+    assert code == 143
     state = [m["value"] for m in written if m["type"] == "STATE"][-1]
     cursor = state["bookmarks"]["activities"]["partitions"][0]["cursor"]
     assert cursor["token"]
+    del cursor["pending"]  # as a SIGKILL after a cadence STATE leaves it: no keys
     sim.reset_counters()
     resumed = run_tap(config, state)
     assert resumed.returncode == 0
@@ -205,8 +208,10 @@ def test_rejected_cursor_falls_back_to_recovery_time_and_loses_nothing(
 ):
     sim = simulator(World.seed_afternoon(rows=2000, seed=6), now="2024-04-12T16:00:00Z")
     config = sim_config(sim, page_size=50, activity_type_ids=[6, 1, 2])
-    written, _ = kill_after(write_json(tmp_path, "config.json", config), None, 500)
+    code, written, _ = sigterm_after_records(write_json(tmp_path, "config.json", config), 500)
+    assert code == 143
     state = [m["value"] for m in written if m["type"] == "STATE"][-1]
+    assert "pending" in state["bookmarks"]["activities"]["partitions"][0]["cursor"]
     sim.reject_cursors()
     resumed = run_tap(config, state)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -360,8 +365,10 @@ def test_a_stale_cursor_refused_with_a_transient_code_still_falls_back(
 ):
     sim = simulator(World.seed_afternoon(rows=2000, seed=6), now="2024-04-12T16:00:00Z")
     config = sim_config(sim, page_size=50, activity_type_ids=[6], max_retries=2)
-    written, _ = kill_after(write_json(tmp_path, "config.json", config), None, 300)
+    code, written, _ = sigterm_after_records(write_json(tmp_path, "config.json", config), 300)
+    assert code == 143
     state = [m["value"] for m in written if m["type"] == "STATE"][-1]
+    del state["bookmarks"]["activities"]["partitions"][0]["cursor"]["pending"]  # SIGKILL's
     sim.stale_token_code = "611"  # Marketo's real answer is undocumented
     sim.reject_cursors()
     resumed = run_tap(config, state)
