@@ -30,6 +30,7 @@ from tap_marketo_activities.prefetch import Plan, chain_key
 from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
 from tap_marketo_activities.sdk_private import DirectRecordMessages, PartitionOwnedState
 from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, Column, TypeLayout, typed_record
+from tap_marketo_activities.writer import BatchingWriter
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -127,6 +128,8 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     #: True while a REST walk runs: the state dict then names only what the target has
     #: (its cursor moves after a page's rows are written), so it may be written at a stop.
     _walking = False
+    #: True while the bulk backfill runs: its state is written by its own stops.
+    _backfilling = False
     #: False while the first page of a pass resumed from a saved cursor is in flight:
     #: a failure then means Marketo refused the cursor (see ``_walk``).
     _cursor_accepted = True
@@ -182,11 +185,14 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
                 uncovered[0].isoformat(),
                 uncovered[1].isoformat(),
             )
+        self._backfilling = True
         try:
             yield from self.backfill(sync, context)
         except BackfillPaused as paused:
             self.logger.warning("%s: bulk backfill paused: %s", sync.label, paused)
             return
+        finally:
+            self._backfilling = False
         start = sync.start()
         try:
             yield from self._walk(context, sync, start)
@@ -230,27 +236,12 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         except CursorRejected:
             raise
         except (Exception, KeyboardInterrupt):
-            self.write_state_at_stop()
+            write_state_at_stop(self.tap.streams.values())
             raise
         finally:
             self._walking = False
             if chain is not None:
                 chain.cancel()
-
-    def write_state_at_stop(self) -> None:
-        """A STATE before a stop that lets Python run, while a REST walk runs (issue 22).
-
-        STATE is written every 10,000 rows of a partition, so a run that stops between two
-        (607, 1029, a failure it reports, SIGTERM, Ctrl-C) writes one on its way out, from
-        the cursor of the last page whose rows are written: the next run resumes there
-        instead of re-sending up to 10,000 rows. Outside a walk the last STATE is current
-        (a pass's end writes one; the bulk backfill writes its own at its stops).
-        """
-        if self._walking and not self.batching:
-            self._pass.keys_for_stop()
-            # A target that is gone (broken pipe) is reported by the stop itself.
-            with contextlib.suppress(OSError, ValueError):
-                self.tap.state_writer.write_state(self.tap_state)
 
     def _walk_from(
         self, context: Context | None, sync: PartitionSync, start: Start, chain: Chain | None
@@ -413,6 +404,31 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     def _write_state(self) -> None:
         if not self.batching:
             self.tap.state_writer.write_state(self.tap_state)
+
+
+def write_state_at_stop(streams: t.Iterable[t.Any]) -> None:
+    """A STATE before a stop that lets Python run (issue 22), written at once.
+
+    STATE is written every 10,000 rows of a partition (and held back where its size would
+    pass 5 % of the records, writer.py), so a run that stops between two (607, 1029, a
+    failure it reports, SIGTERM, Ctrl-C) writes the current one on its way out: a pass in
+    its REST walk names the cursor of the last page whose rows are written, with the keys
+    the target has; the next run resumes there instead of re-sending. Not during a bulk
+    backfill, whose state runs ahead of the rows written; it writes its own at its stops.
+    """
+    incremental = [s for s in streams if isinstance(s, IncrementalStream)]
+    if not incremental or incremental[0].batching or any(s._backfilling for s in incremental):
+        return
+    for stream in incremental:
+        if stream._walking:
+            stream._pass.keys_for_stop()
+    tap = incremental[0].tap
+    writer = tap.message_writer
+    if isinstance(writer, BatchingWriter):
+        writer.force_state = True  # written at once, whatever its size
+    # A target that is gone (broken pipe) is reported by the stop itself.
+    with contextlib.suppress(OSError, ValueError):
+        tap.state_writer.write_state(incremental[0].tap_state)
 
 
 class ActivitiesStream(IncrementalStream):
