@@ -413,15 +413,18 @@ def write_state_at_stop(streams: t.Iterable[t.Any]) -> None:
     pass 5 % of the records, writer.py), so a run that stops between two (607, 1029, a
     failure it reports, SIGTERM, Ctrl-C) writes the current one on its way out: a pass in
     its REST walk names the cursor of the last page whose rows are written, with the keys
-    the target has; the next run resumes there instead of re-sending. Not during a bulk
-    backfill, whose state runs ahead of the rows written; it writes its own at its stops.
+    the target has; the next run resumes there instead of re-sending. Only when a walk has
+    finished a page since its pass began (otherwise the last STATE says it all), and not
+    during a bulk backfill, whose state runs ahead of the rows written (it writes its own).
     """
     incremental = [s for s in streams if isinstance(s, IncrementalStream)]
     if not incremental or incremental[0].batching or any(s._backfilling for s in incremental):
         return
-    for stream in incremental:
-        if stream._walking:
-            stream._pass.keys_for_stop()
+    walking = [s for s in incremental if s._walking and s._pass.cursor is not None]
+    if not walking:
+        return  # no page finished since the last STATE (written, or held and written at exit)
+    for stream in walking:
+        stream._pass.keys_for_stop()
     tap = incremental[0].tap
     writer = tap.message_writer
     if isinstance(writer, BatchingWriter):
