@@ -9,9 +9,14 @@ bookmark alone would skip it. Each pass therefore:
 * skips rows whose key is in the **overlap set** (keys already delivered whose
   ``activityDate`` is inside the next window), so the re-read is not re-sent;
 * records a **cursor** (the last fully emitted page's ``nextPageToken``) after every
-  page, so a killed run resumes there; if Marketo refuses the cursor, the pass
+  page, so a stopped run resumes there; if Marketo refuses the cursor, the pass
   restarts from the **recovery time**: the max ``activityDate`` delivered so far
   (this pass included) minus the lookback, never before the pass's window start;
+* asks for a STATE message only every ``STATE_EVERY_ROWS`` delivered rows (and at the
+  pass's end, and before a clean stop): a SIGKILL re-sends at most the rows since the
+  last STATE. Those interim cursors carry no keys, which keeps STATE a few percent of
+  the records; only the STATE that ends a pass carries the overlap set, so clean
+  scheduled runs stay exactly once;
 * advances the bookmark only when the pass finishes, never beyond the moment
   the run started (by the server's clock), never backwards.
 
@@ -50,6 +55,17 @@ MAX_SET_KEYS = 500_000
 MAX_SET_BYTES = 6 * 1024 * 1024  # inflated
 MAX_SET_TEXT = 9 * 1024 * 1024  # base64 characters (zlib cannot shrink random digests)
 
+
+#: Delivered rows of a partition between two STATE messages while its pass runs (the SDK's
+#: own STATE_MSG_FREQUENCY): what a SIGKILL may re-send, never lose (issue 22).
+STATE_EVERY_ROWS = 10_000
+#: Marketo's largest page (batchSize 300): a STATE is asked for this many rows early, so
+#: the rows since the last STATE plus a page in flight stay within STATE_EVERY_ROWS.
+MAX_PAGE_ROWS = 300
+#: At most this many keys go into the cursor of a STATE written before a clean stop (about
+#: 11 bytes each: 50,000 keep that STATE well under 1 MB), so the run after a SIGTERM, a
+#: 607 or a Ctrl-C re-sends nothing; past it the cursor stays keyless, as after a SIGKILL.
+MAX_STOP_KEYS = 50_000
 
 # How far past the server's clock a bookmark may be before it is an error (the Date header
 # has whole seconds; a bookmark is capped by the clock of the run that wrote it).
@@ -208,6 +224,15 @@ class OverlapSet:
     def put(self, key: _Key, when: dt.datetime) -> None:
         """:meth:`add` for a key already passed through ``_normal_key``."""
         self._put(key, int(when.timestamp()))
+
+    def without(self, keys: t.Iterable[_Key]) -> OverlapSet:
+        """A copy that lacks ``keys`` (normalized keys)."""
+        dropped = set(keys)
+        result = OverlapSet()
+        for key, stamp in self._stamps.items():
+            if key not in dropped:
+                result._put(key, stamp)
+        return result
 
     def update(self, other: OverlapSet) -> None:
         """Union with ``other``."""
@@ -368,22 +393,31 @@ class OverlapSet:
 
 @dataclass
 class Cursor:
-    """Where an unfinished pass stopped: enough to resume it or to recover."""
+    """Where an unfinished pass stopped: enough to resume it or to recover.
+
+    ``pending`` (the keys the pass delivered inside the lookback) is None in the cursors
+    this tap writes now: carrying them made STATE 0.6-2.9 times the records (issue 22).
+    A resumed pass trusts the position token; the keys it lacks are those of rows stamped
+    up to ``max_seen`` (see ``PartitionSync.keys_missing_until``). A cursor from an older
+    run that has them is still read and used.
+    """
 
     token: str
     window_start: dt.datetime
     max_seen: dt.datetime | None
-    pending: OverlapSet
+    pending: OverlapSet | None = None
 
     def to_state(self) -> dict[str, t.Any]:
         """JSON-ready form stored in the partition state."""
-        return {
+        blob: dict[str, t.Any] = {
             "v": STATE_VERSION,
             "token": self.token,
             "window_start": format_datetime(self.window_start),
             "max_seen": format_datetime(self.max_seen) if self.max_seen else None,
-            "pending": self.pending.encode(),
         }
+        if self.pending is not None:
+            blob["pending"] = self.pending.encode()
+        return blob
 
 
 @dataclass
@@ -432,7 +466,10 @@ class PartitionSync:
         # A callable: the server's clock is known only after the first answer.
         self.run_started = run_started
         self.report = PassReport()
-        self._emitted_at_last_page = 0
+        #: ``report.emitted`` when the last STATE was asked for (see ``page_done``).
+        self._emitted_at_last_state = 0
+        #: Keys admitted since the last ``page_done``: rows the target may not have yet.
+        self._page_keys: list[_Key] = []
         self.bookmark = self._read_bookmark()
         self.overlap = self._read_overlap()
         self.cursor = self._read_cursor()
@@ -443,8 +480,15 @@ class PartitionSync:
         # when its REST walk must re-read from before ``max_seen - lookback``.
         self.prune_floor: dt.datetime | None = None
         self.window_start = self._initial_window_start()
+        #: Rows stamped up to this were delivered by this pass before it was stopped, and
+        #: their keys are not known (a keyless cursor): the pass's overlap set cannot vouch
+        #: for them, so the STATE that ends it says so (``overlap.since``).
+        self.keys_missing_until: dt.datetime | None = None
         if self.cursor:
-            self.emitted.update(self.cursor.pending)
+            if self.cursor.pending is not None:
+                self.emitted.update(self.cursor.pending)
+            else:
+                self.keys_missing_until = self.cursor.max_seen
             self.max_seen = self.cursor.max_seen
 
     # -- reading state ---------------------------------------------------------
@@ -529,11 +573,12 @@ class PartitionSync:
         if len(token) > MAX_TOKEN_CHARS:
             self._fail("cursor.token", f"is {len(token)} characters, over {MAX_TOKEN_CHARS}")
         max_seen = blob.get("max_seen")
+        pending = blob.get("pending")
         return Cursor(
             token=token,
             window_start=self._read_time(blob.get("window_start"), "cursor.window_start"),
             max_seen=None if max_seen is None else self._read_time(max_seen, "cursor.max_seen"),
-            pending=self._read_set(blob.get("pending"), "cursor.pending"),
+            pending=None if pending is None else self._read_set(pending, "cursor.pending"),
         )
 
     # -- planning ----------------------------------------------------------------
@@ -610,6 +655,7 @@ class PartitionSync:
                 self.report.duplicates += 1
             return False
         self.emitted.put(normal, when)
+        self._page_keys.append(normal)
         self.report.emitted += 1
         if self.max_seen is None or when > self.max_seen:
             self.max_seen = when
@@ -627,32 +673,48 @@ class PartitionSync:
     def page_done(self, next_token: str | None) -> bool:
         """Record the cursor after a page is fully emitted; True when a STATE must follow.
 
-        Only a page that delivered a row needs its STATE: a page of re-reads (or an empty
-        one) changes nothing but the token, so a run killed after it resumes one page
-        earlier and skips those rows again, at the price of a call, never of a row. The
-        lookback re-read that starts every incremental pass is such pages, and each STATE
-        carries the whole state with its overlap sets.
+        The cursor in the state dict moves after every page (a small dict: token, window
+        start, max delivered; no keys), so whatever STATE is written next, at the cadence
+        or before a clean stop, resumes right after the last page the target has. A STATE
+        is asked for once the next page could take the rows since the last one past
+        ``STATE_EVERY_ROWS``: a SIGKILL re-sends fewer than that, and never loses a row. The
+        pass's last page returns False: ``finish`` writes the STATE that ends the pass.
         """
-        delivered = self.report.emitted != self._emitted_at_last_page
-        self._emitted_at_last_page = self.report.emitted
+        self._page_keys.clear()
         horizon = self._horizon()
         if horizon is not None:
             self.emitted.prune(horizon)
         if not next_token or not self.resumable:
-            return delivered
-        saved = self.state.get("cursor")
-        if not delivered and self.cursor is not None and isinstance(saved, dict):
-            # Nothing admitted, so max_seen and the pending set are as last encoded.
-            self.cursor.token = saved["token"] = next_token
             return False
         self.cursor = Cursor(
-            token=next_token,
-            window_start=self.window_start,
-            max_seen=self.max_seen,
-            pending=self.emitted,
+            token=next_token, window_start=self.window_start, max_seen=self.max_seen
         )
-        self.state["cursor"] = self._encoding(self.cursor.to_state)
-        return delivered
+        self.state["cursor"] = self.cursor.to_state()
+        if self.report.emitted - self._emitted_at_last_state > STATE_EVERY_ROWS - MAX_PAGE_ROWS:
+            self._emitted_at_last_state = self.report.emitted
+            return True
+        return False
+
+    def keys_for_stop(self) -> None:
+        """Before a clean stop: give the state's cursor the keys the target has (if few).
+
+        The run after it then resumes exactly where this one stopped and its last STATE
+        vouches for the whole pass. Keys of the page in flight are left out (its rows may
+        not all be written; the cursor re-reads that page). A pass resumed from a keyless
+        cursor does not know the keys delivered before it, so its cursor stays keyless.
+        """
+        saved = self.state.get("cursor")
+        if (
+            self.cursor is None
+            or not isinstance(saved, dict)
+            or saved.get("token") != self.cursor.token
+            or self.keys_missing_until is not None
+        ):
+            return
+        pending = self.emitted.without(self._page_keys)
+        if len(pending) > MAX_STOP_KEYS:
+            return
+        self.state["cursor"] = {**saved, "pending": pending.encode()}
 
     def _encoding(self, encode: t.Callable[[], _T]) -> _T:
         """Run an encoder; a set over the bounds stops the run instead of being written."""
@@ -680,9 +742,16 @@ class PartitionSync:
             # state that resumes (from the cursor) or is complete, never one that re-reads.
             self.state["replication_key"] = REPLICATION_KEY
             self.state["replication_key_value"] = format_datetime(bookmark)
+            since = horizon
+            missing = self.keys_missing_until
+            if missing is not None and missing >= horizon:
+                # Resumed from a keyless cursor: the keys of rows this pass delivered up to
+                # ``missing`` are not in the set, so the next run may send those once more
+                # (it says so; targets that upsert on marketoGUID keep one). Never a loss.
+                since = missing + dt.timedelta(seconds=1)
             self.state["overlap"] = {
                 "v": STATE_VERSION,
-                "since": format_datetime(horizon),
+                "since": format_datetime(since),
                 "keys": self._encoding(self.overlap.encode),
             }
         self.state.pop("cursor", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import typing as t
@@ -29,6 +30,7 @@ from tap_marketo_activities.prefetch import Plan, chain_key
 from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
 from tap_marketo_activities.sdk_private import DirectRecordMessages, PartitionOwnedState
 from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, Column, TypeLayout, typed_record
+from tap_marketo_activities.writer import BatchingWriter
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -123,6 +125,11 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
 
     _pass: PartitionSync
     _first_token: str | None = None
+    #: True while a REST walk runs: the state dict then names only what the target has
+    #: (its cursor moves after a page's rows are written), so it may be written at a stop.
+    _walking = False
+    #: True while the bulk backfill runs: its state is written by its own stops.
+    _backfilling = False
     #: False while the first page of a pass resumed from a saved cursor is in flight:
     #: a failure then means Marketo refused the cursor (see ``_walk``).
     _cursor_accepted = True
@@ -170,18 +177,22 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         uncovered = sync.uncovered_overlap()
         if uncovered:
             self.logger.warning(
-                "%s: lookback_minutes grew, so this run re-reads %s to %s, which the overlap "
-                "set of the previous run does not cover; rows stamped then may be sent once "
-                "more (targets that upsert on marketoGUID keep one).",
+                "%s: this run re-reads %s to %s, which the overlap set of the previous run "
+                "does not cover (lookback_minutes grew, or that run was resumed after a "
+                "kill); rows stamped then may be sent once more (targets that upsert on "
+                "marketoGUID keep one).",
                 sync.label,
                 uncovered[0].isoformat(),
                 uncovered[1].isoformat(),
             )
+        self._backfilling = True
         try:
             yield from self.backfill(sync, context)
         except BackfillPaused as paused:
             self.logger.warning("%s: bulk backfill paused: %s", sync.label, paused)
             return
+        finally:
+            self._backfilling = False
         start = sync.start()
         try:
             yield from self._walk(context, sync, start)
@@ -219,9 +230,16 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     def _walk(self, context: Context | None, sync: PartitionSync, start: Start) -> Iterable[dict]:
         self._pass = sync
         chain = self.tap.prefetcher.claim(chain_key(self.name, context), start)
+        self._walking = True
         try:
             yield from self._walk_from(context, sync, start, chain)
+        except CursorRejected:
+            raise
+        except (Exception, KeyboardInterrupt):
+            write_state_at_stop(self.tap.streams.values())
+            raise
         finally:
+            self._walking = False
             if chain is not None:
                 chain.cancel()
 
@@ -386,6 +404,34 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     def _write_state(self) -> None:
         if not self.batching:
             self.tap.state_writer.write_state(self.tap_state)
+
+
+def write_state_at_stop(streams: t.Iterable[t.Any]) -> None:
+    """A STATE before a stop that lets Python run (issue 22), written at once.
+
+    STATE is written every 10,000 rows of a partition (and held back where its size would
+    pass 5 % of the records, writer.py), so a run that stops between two (607, 1029, a
+    failure it reports, SIGTERM, Ctrl-C) writes the current one on its way out: a pass in
+    its REST walk names the cursor of the last page whose rows are written, with the keys
+    the target has; the next run resumes there instead of re-sending. Only when a walk has
+    finished a page since its pass began (otherwise the last STATE says it all), and not
+    during a bulk backfill, whose state runs ahead of the rows written (it writes its own).
+    """
+    incremental = [s for s in streams if isinstance(s, IncrementalStream)]
+    if not incremental or incremental[0].batching or any(s._backfilling for s in incremental):
+        return
+    walking = [s for s in incremental if s._walking and s._pass.cursor is not None]
+    if not walking:
+        return  # no page finished since the last STATE (written, or held and written at exit)
+    for stream in walking:
+        stream._pass.keys_for_stop()
+    tap = incremental[0].tap
+    writer = tap.message_writer
+    if isinstance(writer, BatchingWriter):
+        writer.force_state = True  # written at once, whatever its size
+    # A target that is gone (broken pipe) is reported by the stop itself.
+    with contextlib.suppress(OSError, ValueError):
+        tap.state_writer.write_state(incremental[0].tap_state)
 
 
 class ActivitiesStream(IncrementalStream):

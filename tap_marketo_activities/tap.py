@@ -40,6 +40,7 @@ from tap_marketo_activities.streams import (
     IncrementalStream,
     LeadChangesStream,
     TypedActivitiesStream,
+    write_state_at_stop,
 )
 from tap_marketo_activities.transport import MarketoConnection, check_base_url
 from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, stream_names, type_layout
@@ -282,6 +283,7 @@ class TapMarketoActivities(Tap):
     def _stop_on_signal(self, signum: int, frame: t.Any) -> t.NoReturn:
         """Stop now: every STATE already written is correct; the next run resumes there."""
         name = signal.Signals(signum).name
+        write_state_at_stop(self.streams.values())  # what the target has (issue 22)
         self.logger.error(
             "Stopped by %s before the run finished; the state written so far is correct and "
             "the next run resumes from it. Exiting with %d.",

@@ -11,6 +11,14 @@ whenever 64 KB have gathered, and when the process exits. Nothing a target relie
   the next run reads again from that STATE, exactly as after a kill today;
 * a kill never leaves half a line in the pipe for a target to choke on (each write holds
   complete lines; a pipe write of at most 64 KB is cut only if the kill lands inside it).
+
+It also keeps the STATE stream within ``STATE_SHARE`` of the RECORD bytes (issue 22): every
+STATE names every partition's state, so once a busy partition has ended its pass with a
+large overlap set, each later STATE repeats it. A STATE over 4 KB that would take the STATE
+bytes past the share (keeping room for one more of its size) is held back, and the newest
+one held is written when a later one fits, or when the process exits. A held STATE is
+always older than what follows it, so writing it late re-sends rows after a kill, never
+loses one; a STATE the tap writes before a clean stop (``force_state``) is always written at once.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import sys
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
-from singer_sdk.singerlib import RecordMessage
+from singer_sdk.singerlib import RecordMessage, StateMessage
 from typing_extensions import override
 
 if t.TYPE_CHECKING:
@@ -32,6 +40,11 @@ if t.TYPE_CHECKING:
 #: Records are written once this many bytes of them have gathered (or before any other
 #: message). 64 KB is a page of about 130 records: few calls, little held back.
 BATCH_BYTES = 64 * 1024
+#: The STATE bytes a run may write, as a share of its RECORD bytes (see the docstring).
+STATE_SHARE = 0.05
+#: A STATE this small is written at once whatever the share: the cadence's and small
+#: runs' STATEs (a cursor, a few bookmarks), which only the overlap sets make large.
+SMALL_STATE = 4096
 
 
 class BatchingWriter(MsgSpecWriter):
@@ -40,14 +53,44 @@ class BatchingWriter(MsgSpecWriter):
     def __init__(self) -> None:
         super().__init__()
         self._held = bytearray()
+        #: RECORD and STATE bytes written so far (STATE_SHARE), and a STATE held back.
+        self.record_bytes = 0
+        self.state_bytes = 0
+        self._held_state: bytes | bytearray | None = None
+        #: Set before a STATE that must be written at once (the tap is about to stop).
+        self.force_state = False
         atexit.register(self._flush_at_exit)
 
     @override
     def write_message(self, message: Message) -> None:
         """Hold a RECORD line; write anything else at once, after the records held."""
-        self._held += self.format_message(message)
-        if not isinstance(message, RecordMessage) or len(self._held) >= BATCH_BYTES:
+        line = self.format_message(message)
+        if isinstance(message, StateMessage):
+            self._write_state(line)
+            return
+        self._held += line
+        if not isinstance(message, RecordMessage):
             self.flush()
+            return
+        self.record_bytes += len(line)
+        if len(self._held) >= BATCH_BYTES:
+            self.flush()
+
+    def _write_state(self, line: bytes | bytearray) -> None:
+        """Write a STATE line now if it fits STATE_SHARE (or is forced), else hold it back."""
+        size = len(line)
+        if (
+            self.force_state
+            or size <= SMALL_STATE
+            or self.state_bytes + 2 * size <= STATE_SHARE * self.record_bytes
+        ):
+            self.force_state = False
+            self._held_state = None
+            self._held += line
+            self.state_bytes += size
+            self.flush()
+        else:
+            self._held_state = line
 
     def write_record(
         self, stream: str, record: t.Mapping[str, t.Any], time_extracted: dt.datetime
@@ -64,8 +107,10 @@ class BatchingWriter(MsgSpecWriter):
             "record": record,
             "time_extracted": time_extracted,
         }
+        before = len(self._held)
         encoder.encode_into(message, self._held, -1)
         self._held += b"\n"
+        self.record_bytes += len(self._held) - before
         if len(self._held) >= BATCH_BYTES:
             self.flush()
 
@@ -73,16 +118,27 @@ class BatchingWriter(MsgSpecWriter):
         """Write the lines held, if any, and flush stdout."""
         if not self._held:
             return
-        held, self._held = self._held, bytearray()
-        sys.stdout.buffer.write(held)
+        if not self._held.endswith(b"\n"):
+            # A signal handler's STATE (tap._stop_on_signal) between a record's encoding
+            # and its newline: that handler exits, so the newline would never come.
+            self._held += b"\n"
+        # Written, then dropped: a signal handler writing a STATE in between writes these
+        # lines twice (a re-send), never none of them before that STATE (a loss).
+        sys.stdout.buffer.write(self._held)
+        self._held = bytearray()
         sys.stdout.flush()
 
     def _flush_at_exit(self) -> None:
-        """Records held when the run ended without a last STATE (it failed, or was stopped).
+        """The STATE held back, if any, and the records held when the run ended.
 
-        No STATE covers them, so a target may or may not get them; a closed pipe here is
-        not worth a traceback (the run has already said why it stopped).
+        Records after the last STATE (it failed, or was stopped): no STATE covers them, so
+        a target may or may not get them; a closed pipe here is not worth a traceback (the
+        run has already said why it stopped).
         """
+        if self._held_state is not None:  # the newest STATE: it covers everything before it
+            self._held += self._held_state
+            self.state_bytes += len(self._held_state)
+            self._held_state = None
         # ValueError: stdout is already closed.
         with contextlib.suppress(BrokenPipeError, ValueError):
             self.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import uuid
 
@@ -124,20 +125,105 @@ def test_bookmark_is_capped_by_run_start_and_never_moves_back():
     assert "future" in OverlapSet.decode(state["overlap"]["keys"])
 
 
-def test_cursor_resume_keeps_pending_keys_and_window():
+def test_cursor_resume_keeps_window_and_trusts_the_token():
     state: dict = {}
     sync = new_sync(state)
     sync.admit("1", at(50))
     sync.page_done("tok-2")
+    assert "pending" not in state["cursor"]  # interim cursors carry no keys (issue 22)
     saved = dict(state)
     resumed = new_sync(saved)
     start = resumed.start()
     assert start.resumes_cursor
     assert start.token == "tok-2"
-    assert not resumed.admit("1", at(50))  # already delivered before the kill
+    assert resumed.keys_missing_until == at(50)
     fallback = resumed.fall_back()
     assert fallback.since == T0  # recovery time: max(window start, 12:50 - 60 min)
     assert not fallback.resumes_cursor
+
+
+def test_a_cursor_with_keys_from_an_older_run_is_still_used():
+    state: dict = {}
+    sync = new_sync(state)
+    sync.admit("1", at(50))
+    sync.page_done("tok-2")
+    sync.keys_for_stop()
+    resumed = new_sync(dict(state))
+    assert resumed.keys_missing_until is None
+    assert not resumed.admit("1", at(50))  # delivered before the stop: skipped
+
+
+def _pages(sync: PartitionSync, rows: int, per_page: int, first: int = 0) -> list[bool]:
+    """Admit ``rows`` new rows in pages; what page_done answered for each page."""
+    asked = []
+    for page_start in range(first, first + rows, per_page):
+        for n in range(page_start, min(first + rows, page_start + per_page)):
+            assert sync.admit(f"k{n}", at(60) + dt.timedelta(seconds=n // 100))
+        asked.append(sync.page_done(f"tok-{page_start}"))
+    return asked
+
+
+def test_state_is_asked_for_every_10000_delivered_rows_not_every_page():
+    state: dict = {}
+    sync = new_sync(state)
+    asked = _pages(sync, 35_000, 300)
+    # pages end at 300, 600, ...: a STATE once the next page could take the rows since
+    # the last one past 10,000 (9,900, 19,800, 29,700), so a kill re-sends fewer
+    assert [i for i, a in enumerate(asked) if a] == [32, 65, 98]
+    assert state["cursor"]["token"] == "tok-34800"  # the cursor itself moves every page
+    assert len(json.dumps(state)) < 300  # no keys while the pass runs
+
+
+def test_pages_of_rereads_never_ask_for_a_state():
+    state: dict = {}
+    first = new_sync(state)
+    _pages(first, 500, 100)
+    first.finish()
+    again = new_sync(state, now=at(125))
+    for page in range(5):
+        for n in range(page * 100, page * 100 + 100):
+            assert not again.admit(f"k{n}", at(60) + dt.timedelta(seconds=n // 100))
+        assert not again.page_done(f"tok-{page}")
+
+
+def test_the_state_that_ends_a_pass_carries_every_key_inside_the_lookback():
+    state: dict = {}
+    sync = new_sync(state)
+    _pages(sync, 12_000, 300)
+    assert not sync.page_done(None)  # the last page: finish writes that STATE
+    sync.finish()
+    assert "cursor" not in state
+    overlap = OverlapSet.decode(state["overlap"]["keys"])
+    assert len(overlap) == 12_000  # stamped 13:00:00-13:01:59, all inside the lookback
+    assert all(f"k{n}" in overlap for n in range(12_000))
+
+
+def test_keys_for_stop_leave_out_the_page_in_flight():
+    state: dict = {}
+    sync = new_sync(state)
+    _pages(sync, 600, 300)
+    assert sync.admit("in-flight", at(70))  # admitted, perhaps not written when stopped
+    sync.keys_for_stop()
+    resumed = new_sync(dict(state))
+    assert resumed.start().token == "tok-300"
+    assert not resumed.admit("k5", at(60))
+    assert resumed.admit("in-flight", at(70))  # re-read from the cursor: sent again
+
+
+def test_a_pass_resumed_from_a_keyless_cursor_says_what_its_overlap_cannot_vouch_for():
+    state: dict = {}
+    sync = new_sync(state)
+    _pages(sync, 600, 300)  # SIGKILLed after this: the cursor has no keys
+    resumed = new_sync(dict(state))
+    resumed.keys_for_stop()  # a stop of the resumed pass keeps the cursor keyless
+    assert resumed.admit("after", at(80))
+    resumed.page_done(None)
+    resumed.finish()
+    # keys of rows delivered before the kill (stamped up to 13:00:05) are not in the set
+    assert resumed.state["overlap"]["since"] == "2024-04-12T13:00:06Z"
+    nxt = new_sync(resumed.state, now=at(130))
+    assert nxt.uncovered_overlap() == (at(20), at(60.1))
+    assert not nxt.admit("after", at(80))
 
 
 def test_recovery_time_is_max_delivered_minus_lookback():

@@ -15,6 +15,7 @@ from helpers import (
     write_json,
 )
 
+from tap_marketo_activities.incremental import STATE_EVERY_ROWS
 from tap_marketo_activities.simulator import World
 from tap_marketo_activities.typed import (
     EXTRA_ATTRIBUTES,
@@ -338,8 +339,9 @@ def test_a_killed_run_resumes_each_table_without_loss(simulator, run_tap, tmp_pa
     killed, code = kill_after_records(command, 300)
     assert code == -signal.SIGKILL
     states = [m["value"] for m in killed if m["type"] == "STATE"]
-    assert states, "the killed run wrote no state"
-    resumed = run_tap(config, states[-1], catalog=catalog)
+    # STATE comes every 10,000 rows of a partition (issue 22): before 300 rows there may be
+    # none, and the next run starts over, re-sending what the killed one sent.
+    resumed = run_tap(config, states[-1] if states else None, catalog=catalog)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     partitions = len(resumed.state["bookmarks"]["activities"]["partitions"])
     for name, type_id in FIVE.items():
@@ -348,7 +350,7 @@ def test_a_killed_run_resumes_each_table_without_loss(simulator, run_tap, tmp_pa
         counts = guid_counts(rows)
         want = set(expected_guids(sim, "activities", START, type_ids=[type_id]))
         assert want <= set(counts), f"{name} lost {len(want - set(counts))} rows"
-        assert sum(n - 1 for n in counts.values()) <= page_size * partitions
+        assert sum(n - 1 for n in counts.values()) <= min(300, STATE_EVERY_ROWS * partitions)
 
 
 def test_selecting_only_the_unified_stream_changes_nothing(afternoon, run_tap):

@@ -1,0 +1,61 @@
+"""The writer keeps STATE within 5 % of the RECORD bytes, holding back what does not fit
+(issue 22); a held STATE is written when a later one fits or at exit, a forced one at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from singer_sdk.singerlib import StateMessage
+
+from tap_marketo_activities.writer import STATE_SHARE, BatchingWriter
+
+NOW = dt.datetime(2024, 4, 12, 12, tzinfo=dt.timezone.utc)
+
+
+def lines(captured: bytes) -> list[dict]:
+    return [json.loads(line) for line in captured.splitlines() if line.strip()]
+
+
+def records(writer: BatchingWriter, count: int) -> None:
+    for n in range(count):
+        writer.write_record("s", {"id": n, "pad": "x" * 400}, NOW)
+
+
+def test_a_state_that_fits_is_written_after_its_records(capfdbinary):
+    writer = BatchingWriter()
+    records(writer, 100)
+    writer.write_message(StateMessage(value={"n": 1}))
+    out = lines(capfdbinary.readouterr().out)
+    assert [m["type"] for m in out] == ["RECORD"] * 100 + ["STATE"]
+    assert writer.state_bytes <= STATE_SHARE * writer.record_bytes
+
+
+def test_a_state_over_the_share_is_held_until_one_fits_or_the_run_ends(capfdbinary):
+    writer = BatchingWriter()
+    records(writer, 10)  # about 4.5 KB of records: a 5 KB STATE is over 5 %
+    writer.write_message(StateMessage(value={"big": "k" * 5000}))
+    assert not capfdbinary.readouterr().out  # held, and the records stay in the batch
+    writer.write_message(StateMessage(value={"big": "l" * 5000}))  # replaces the held one
+    records(writer, 5)
+    writer._flush_at_exit()  # the newest STATE, after the records before it
+    out = lines(capfdbinary.readouterr().out)
+    assert [m["type"] for m in out] == ["RECORD"] * 15 + ["STATE"]
+    assert out[-1]["value"]["big"].startswith("l")
+    records(writer, 1000)  # now a small STATE fits, and replaces nothing held
+    writer.write_message(StateMessage(value={"n": 2}))
+    writer._flush_at_exit()
+    assert lines(capfdbinary.readouterr().out)[-1]["value"] == {"n": 2}
+
+
+def test_a_forced_state_is_written_at_once_and_drops_an_older_held_one(capfdbinary):
+    writer = BatchingWriter()
+    records(writer, 10)
+    writer.write_message(StateMessage(value={"big": "k" * 5000}))
+    writer.force_state = True
+    writer.write_message(StateMessage(value={"stop": "s" * 5000}))
+    writer._flush_at_exit()
+    out = lines(capfdbinary.readouterr().out)
+    assert [m["type"] for m in out] == ["RECORD"] * 10 + ["STATE"]
+    assert "stop" in out[-1]["value"]
+    assert not writer.force_state  # one STATE only
