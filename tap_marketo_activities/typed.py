@@ -18,7 +18,7 @@ in the README, and they only change with a major release:
   otherwise. A column that would collide with a common field or an earlier column gets
   ``_attribute`` appended (then ``_2``, ``_3``...), in the order types.json lists them.
   Names collide when they are equal after the folding warehouses and targets apply
-  (``clash_key``: camelCase split, lower case, runs of other characters one ``_``), so
+  (``clash_key``: compared without case and without separators), so
   the attribute ``Lead ID`` is ``lead_id_attribute`` next to the common ``leadId``: a
   target that snake-cases or upper-cases names (target-snowflake's ``normalise_casing``)
   still gets distinct columns.
@@ -61,7 +61,6 @@ _JSON_TYPES: dict[str, th.JSONTypeHelper] = {
 }
 _NUMERIC = frozenset({"integer", "float", "currency"})
 _INT64 = range(-(2**63), 2**63)
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def snake_case(text: str) -> str:
@@ -71,12 +70,15 @@ def snake_case(text: str) -> str:
 
 
 def clash_key(name: str) -> str:
-    """What a name becomes in a target that folds names: ``leadId`` and ``lead_id`` -> ``lead_id``.
+    """The name as every target folds it alike: ``leadId`` and ``lead_id`` -> ``leadid``.
 
-    Targets snake-case camelCase (the SDK's name conforming) and warehouses fold case
-    (Snowflake upper-cases unquoted names); two names with the same key become one column.
+    Targets fold names before they reach the warehouse, each its own way: the SDK snake-cases
+    camelCase, target-snowflake's ``normalise_casing`` lower-cases runs of capitals first
+    (``marketoGUID`` -> ``marketoguid``), warehouses fold case. Every one of them only changes
+    case and adds or removes separators, so names equal without case and separators may end
+    up one column; they count as a clash.
     """
-    return snake_case(_CAMEL.sub("_", name))
+    return snake_case(name).replace("_", "")
 
 
 def _first_free(candidates: t.Iterator[str], taken: set[str]) -> str:
