@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -24,7 +26,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers import REPO, Meltano, free_port, listening, tail, unavailable
+from helpers import (
+    MELTANO_TIMEOUT,
+    README,
+    REPO,
+    Meltano,
+    clean_environment,
+    free_port,
+    listening,
+    tail,
+    unavailable,
+)
 from test_meltano import (
     INCREMENTAL_STREAMS,
     LATE_MINUTES,
@@ -294,3 +306,56 @@ def test_typed_tables_load_into_snowflake_next_to_the_four_streams(
 def _key(normalise_casing: bool) -> str:
     # normalise_casing lower-cases runs of capitals, then snake-cases: marketoGUID -> marketoguid.
     return "marketoguid" if normalise_casing else "marketoGUID"
+
+
+def readme_snowflake_block() -> str:
+    """The README's Snowflake block (the one that installs and runs target-snowflake)."""
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)\n```", text, re.S)
+    [block] = [b for b in blocks if "meltano run tap-marketo target-snowflake" in b]
+    return block
+
+
+def test_readme_snowflake_block_runs_as_written(
+    snowflake_meltano: Meltano, snowflake: Snowflake, tmp_path: Path, database: str
+):
+    """The block, verbatim but for the exported values: the emulator's account and database."""
+    target = snowflake.target_env(database)
+    block = readme_snowflake_block()
+    exported = re.findall(r"\b(TARGET_SNOWFLAKE_[A-Z_]+)=", block)
+    assert {"TARGET_SNOWFLAKE_ACCOUNT", "TARGET_SNOWFLAKE_DATABASE"} <= set(exported)
+    body = re.sub(
+        r"\b(TARGET_SNOWFLAKE_[A-Z_]+)=\S+",
+        lambda m: f"{m.group(1)}={shlex.quote(target[m.group(1)])}",
+        block,
+    )
+    project = snowflake_meltano.project
+    bin_dir = project / ".venv" / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    launcher = bin_dir / "meltano"
+    launcher.write_text(f'#!/bin/sh\nexec "{snowflake_meltano.executable}" "$@"\n')
+    launcher.chmod(0o755)
+    env = {
+        **clean_environment(),
+        **NO_PROBES,
+        # The emulator's account is a URL; a real account identifier needs neither of these.
+        "SNOWFLAKE_SQLALCHEMY_LEGACY_URL_PARAMS": "true",
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+    }
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", body],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=MELTANO_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"the README's Snowflake block:\n{tail(done.stderr)}"
+    assert {"ACTIVITY_TYPES", "ACTIVITIES", "LEAD_CHANGES", "DELETED_LEADS"} <= snowflake.tables(
+        database
+    )
+    for stream in INCREMENTAL_STREAMS:
+        keys = snowflake.keys(database, stream)
+        assert keys, f"{stream}: nothing loaded"
+        assert max(keys.values()) == 1, f"{stream}: a marketoGUID has two rows"
