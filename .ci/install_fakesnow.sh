@@ -43,7 +43,10 @@ else
   UV="$VENV/bin/uv"
 fi
 "$UV" pip install --quiet --compile-bytecode --python "$VENV/bin/python" "${REQUIREMENTS[@]}" >&2
-"$VENV/bin/python" -c 'import fakesnow.server, uvicorn' \
-  || { echo "install_fakesnow.sh: fakesnow's server does not import" >&2; exit 1; }
+# fakesnow makes a folder under TMPDIR when imported: give it one to throw away.
+scratch="$(mktemp -d)"
+TMPDIR="$scratch" "$VENV/bin/python" -c 'import fakesnow.server, uvicorn' \
+  || { rm -rf "$scratch"; echo "install_fakesnow.sh: fakesnow's server does not import" >&2; exit 1; }
+rm -rf "$scratch"
 printf '%s' "${REQUIREMENTS[*]}" >"$STAMP"
 echo "$VENV/bin/python"

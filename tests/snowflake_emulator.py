@@ -17,19 +17,18 @@ here and nowhere else (the target runs unpatched, from its own venv):
 * ``remove '@~/path'`` deletes those files and tables; ``drop file format`` does nothing.
 
 One route is added for the tests: ``POST /test/query`` runs one SQL statement (the body) and
-answers its rows as JSON. The process never reaches beyond 127.0.0.1; on SIGTERM it stops and
-removes fakesnow's bucket folder.
+answers its rows as JSON. The process never reaches beyond 127.0.0.1. fakesnow keeps the
+staged files in a folder under TMPDIR, made at import: the caller gives it a TMPDIR of its own
+and removes it (uvicorn ends on SIGTERM by the signal itself, so no exit hook would run).
 """
 
 from __future__ import annotations
 
-import atexit
 import gzip
 import importlib
 import itertools
 import json
 import re
-import shutil
 import sys
 import threading
 from pathlib import Path
@@ -184,7 +183,6 @@ async def test_query(request: Request) -> JSONResponse:
 
 def main() -> None:
     port = int(sys.argv[1])
-    atexit.register(shutil.rmtree, stage.LOCAL_BUCKET_PATH, True)
     routes = [
         Route(r.path, query_request, methods=["POST"])
         if isinstance(r, Route) and r.path == "/queries/v1/query-request"
