@@ -6,26 +6,37 @@ live in ``streams.py``. The naming rules are part of the tap's contract with war
 in the README, and they only change with a major release:
 
 * **Stream name**: ``activities_`` + the type's ``name`` in snake case (ASCII-folded,
-  lower case, every run of other characters one ``_``). When several types normalise to
-  the same name, the one with the lowest id keeps it and every other gets ``_<id>``
-  appended; Marketo hands out ids in increasing order, so an existing name never moves
-  when a new type arrives. A name that folds to nothing becomes ``activities_type_<id>``.
+  lower case, every run of other characters one ``_``). Types are named in increasing id
+  order: a type whose name is already taken (by a type of the same name, or by an earlier
+  ``_<id>`` name: ``Foo`` id 6 after ``Foo 6``) gets ``_<id>`` appended, then ``_2``,
+  ``_3``... while that is taken too. Marketo hands out ids in increasing order, so an
+  existing name never moves when a new type arrives. A name that folds to nothing becomes
+  ``activities_type_<id>``.
 * **Column name**: an attribute's ``name`` in snake case by the same rule. The primary
   attribute (``Mailing ID`` for Send Email) is a column too, holding
   ``primaryAttributeValueId`` when its type is numeric and ``primaryAttributeValue``
   otherwise. A column that would collide with a common field or an earlier column gets
   ``_attribute`` appended (then ``_2``, ``_3``...), in the order types.json lists them.
+  Names collide when they are equal after the folding warehouses and targets apply
+  (``clash_key``: compared without case and without separators), so
+  the attribute ``Lead ID`` is ``lead_id_attribute`` next to the common ``leadId``: a
+  target that snake-cases or upper-cases names (target-snowflake's ``normalise_casing``)
+  still gets distinct columns.
 * **Column type**: from ``dataType``: integer; float and currency as numbers; boolean;
   date (``format: date``); datetime (``format: date-time``); string, text, email, url and
   phone as strings; anything else as a string.
 * **Values that do not fit** their column's type are kept as text in
   ``extra_attributes`` (a warning once per column); attributes the type does not
-  describe go there too, with their own JSON values.
+  describe go there too, with their own JSON values. Integers outside the signed 64-bit
+  range and non-finite numbers (NaN, infinities, or too large for a double) do not fit:
+  no warehouse column type holds them everywhere, so they are kept as text the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 import re
 import typing as t
 import unicodedata
@@ -49,6 +60,7 @@ _JSON_TYPES: dict[str, th.JSONTypeHelper] = {
     "datetime": th.DateTimeType(),
 }
 _NUMERIC = frozenset({"integer", "float", "currency"})
+_INT64 = range(-(2**63), 2**63)
 
 
 def snake_case(text: str) -> str:
@@ -57,19 +69,39 @@ def snake_case(text: str) -> str:
     return _NOT_WORD.sub("_", ascii_text.lower()).strip("_")
 
 
+def clash_key(name: str) -> str:
+    """The name as every target folds it alike: ``leadId`` and ``lead_id`` -> ``leadid``.
+
+    Targets fold names before they reach the warehouse, each its own way: the SDK snake-cases
+    camelCase, target-snowflake's ``normalise_casing`` lower-cases runs of capitals first
+    (``marketoGUID`` -> ``marketoguid``), warehouses fold case. Every one of them only changes
+    case and adds or removes separators, so names equal without case and separators may end
+    up one column; they count as a clash.
+    """
+    return snake_case(name).replace("_", "")
+
+
+def _first_free(candidates: t.Iterator[str], taken: set[str]) -> str:
+    """The first candidate whose clash key is not taken; marks it taken."""
+    for name in candidates:
+        if clash_key(name) not in taken:
+            taken.add(clash_key(name))
+            return name
+    raise AssertionError("unreachable: the candidates never end")  # pragma: no cover
+
+
 def stream_names(types: t.Iterable[dict[str, t.Any]]) -> dict[int, str]:
     """Type id -> stream name, by the rule in the module docstring."""
-    by_base: dict[str, list[int]] = {}
-    for item in types:
-        type_id = int(item["id"])
-        base = snake_case(str(item.get("name") or "")) or f"type_{type_id}"
-        by_base.setdefault(base, []).append(type_id)
+    by_id = {int(item["id"]): str(item.get("name") or "") for item in types}
+    taken: set[str] = set()
     names: dict[int, str] = {}
-    for base, ids in by_base.items():
-        first, *others = sorted(ids)
-        names[first] = f"{STREAM_PREFIX}{base}"
-        for type_id in others:
-            names[type_id] = f"{STREAM_PREFIX}{base}_{type_id}"
+    for type_id in sorted(by_id):
+        base = f"{STREAM_PREFIX}{snake_case(by_id[type_id]) or f'type_{type_id}'}"
+        suffixed = f"{base}_{type_id}"
+        candidates = itertools.chain(
+            (base, suffixed), (f"{suffixed}_{n}" for n in itertools.count(2))
+        )
+        names[type_id] = _first_free(candidates, taken)
     return names
 
 
@@ -99,7 +131,7 @@ class TypeLayout:
 
 def type_layout(item: dict[str, t.Any], stream_name: str, reserved: t.Iterable[str]) -> TypeLayout:
     """Columns for one types.json entry; names never collide with ``reserved`` or each other."""
-    taken = set(reserved)
+    taken = {clash_key(name) for name in reserved}
     layout = TypeLayout(int(item["id"]), stream_name)
     described: list[tuple[dict[str, t.Any], bool]] = []
     if isinstance(item.get("primaryAttribute"), dict):
@@ -109,14 +141,11 @@ def type_layout(item: dict[str, t.Any], stream_name: str, reserved: t.Iterable[s
         name = str(attribute.get("name") or "")
         if not name:
             continue
-        column = snake_case(name) or "attribute"
-        if column in taken:
-            column = f"{column}_attribute"
-            suffix = 2
-            while column in taken:
-                column = f"{snake_case(name) or 'attribute'}_attribute_{suffix}"
-                suffix += 1
-        taken.add(column)
+        base = snake_case(name) or "attribute"
+        candidates = itertools.chain(
+            (base, f"{base}_attribute"), (f"{base}_attribute_{n}" for n in itertools.count(2))
+        )
+        column = _first_free(candidates, taken)
         data_type = str(attribute.get("dataType") or "string").lower()
         layout.columns.append(Column(column, name, data_type, primary))
     return layout
@@ -136,7 +165,10 @@ def coerce(value: t.Any, data_type: str) -> t.Any:
         if data_type in _NUMERIC:
             if isinstance(value, bool):
                 raise NotOfType(value)
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise NotOfType(value)
+            return number
         if data_type == "boolean":
             return _as_boolean(value)
         if data_type == "date":
@@ -152,16 +184,19 @@ def _as_integer(value: t.Any) -> int:
     if isinstance(value, bool):
         raise NotOfType(value)
     if isinstance(value, int):
-        return value
-    number = float(value) if not isinstance(value, str) else None
-    if number is None:
-        text = value.strip()
-        if re.fullmatch(r"[+-]?\d+", text):
-            return int(text)
-        number = float(text)
-    if not number.is_integer():
+        whole = value
+    else:
+        text = value.strip() if isinstance(value, str) else None
+        if text is not None and re.fullmatch(r"[+-]?\d+", text):
+            whole = int(text)
+        else:
+            number = float(value if text is None else text)
+            if not number.is_integer():  # NaN and the infinities are not integers either
+                raise NotOfType(value)
+            whole = int(number)
+    if whole not in _INT64:
         raise NotOfType(value)
-    return int(number)
+    return whole
 
 
 def _as_boolean(value: t.Any) -> bool:

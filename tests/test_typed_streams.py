@@ -17,11 +17,13 @@ from helpers import (
 
 from tap_marketo_activities.incremental import STATE_EVERY_ROWS
 from tap_marketo_activities.simulator import World
+from tap_marketo_activities.streams import COMMON_FIELDS
 from tap_marketo_activities.typed import (
     EXTRA_ATTRIBUTES,
     Column,
     NotOfType,
     TypeLayout,
+    clash_key,
     coerce,
     snake_case,
     stream_names,
@@ -86,6 +88,73 @@ def test_columns_never_collide_with_common_fields_or_each_other():
         "step_id_attribute",
         "extra_attributes_attribute",
     ]
+
+
+def test_stream_names_stay_distinct_against_suffixed_names():
+    # "Foo" id 6 would take "activities_foo_6", the plain name of "Foo 6" (id 3).
+    types = [{"id": 1, "name": "Foo"}, {"id": 3, "name": "Foo 6"}, {"id": 6, "name": "foo"}]
+    names = stream_names(types)
+    assert names == {1: "activities_foo", 3: "activities_foo_6", 6: "activities_foo_6_2"}
+    later = stream_names([*types, {"id": 9, "name": "FOO_6_2"}])
+    assert {k: later[k] for k in names} == names  # a new type moves no existing name
+    assert later[9] == "activities_foo_6_2_9"
+    assert len({clash_key(n) for n in later.values()}) == len(later)
+
+
+def test_columns_stay_distinct_after_targets_fold_names():
+    # What eight of Marketo's types carry: the common leadId and an attribute "Lead ID".
+    layout = type_layout(
+        {
+            "id": 1,
+            "name": "X",
+            "attributes": [
+                {"name": "Lead ID", "dataType": "integer"},
+                {"name": "campaign_id", "dataType": "integer"},
+                {"name": "Activity Date", "dataType": "datetime"},
+                {"name": "LEAD-ID attribute", "dataType": "string"},
+            ],
+        },
+        "activities_x",
+        reserved=[*COMMON_FIELDS, EXTRA_ATTRIBUTES],
+    )
+    names = [c.name for c in layout.columns]
+    assert names == [
+        "lead_id_attribute",
+        "campaign_id_attribute",
+        "activity_date_attribute",
+        "lead_id_attribute_attribute",  # its own name was taken, so it gets the suffix
+    ]
+    every = [*COMMON_FIELDS, EXTRA_ATTRIBUTES, *names]
+    assert len({clash_key(n) for n in every}) == len(every)
+    assert len({n.upper() for n in every}) == len(every)
+
+
+def test_clash_key_folds_like_targets():
+    assert clash_key("leadId") == clash_key("lead_id") == clash_key("LEAD ID") == "leadid"
+    # target-snowflake's normalise_casing makes marketoGUID "marketoguid", the SDK "marketo_guid".
+    assert clash_key("marketoGUID") == clash_key("marketoguid") == clash_key("Marketo GUID")
+
+
+@pytest.mark.parametrize(
+    ("value", "data_type"),
+    [
+        (2**63, "integer"),
+        (str(2**63), "integer"),
+        (-(2**63) - 1, "integer"),
+        (1e19, "integer"),
+        ("NaN", "integer"),
+        ("inf", "integer"),
+        ("NaN", "float"),
+        ("-Infinity", "currency"),
+        ("1e400", "float"),
+        (10**400, "float"),
+    ],
+)
+def test_numbers_no_warehouse_column_holds_are_misfits(value, data_type):
+    with pytest.raises(NotOfType):
+        coerce(value, data_type)
+    assert coerce(2**63 - 1, "integer") == 2**63 - 1
+    assert coerce(str(-(2**63)), "integer") == -(2**63)
 
 
 @pytest.mark.parametrize(
