@@ -612,9 +612,13 @@ def describe_start(sync: PartitionSync, start: Start) -> str:
     before it, so the line says both.
     """
     since = format_datetime(start.since)
+    minutes = int(sync.lookback.total_seconds() // 60)
+    if sync.bookmark is None and start.since > sync.start_date:
+        # A bulk backfill read the window up to here and handed over (bulk/handover.py).
+        done = format_datetime(start.since + sync.lookback)
+        return f"{since} (bulk backfill done up to {done} minus {minutes} min lookback)"
     if sync.bookmark is None:
         return f"{since} (start_date; no bookmark yet)"
-    minutes = int(sync.lookback.total_seconds() // 60)
     if start.since == sync.bookmark - sync.lookback:
         return f"{since} (bookmark {format_datetime(sync.bookmark)} minus {minutes} min lookback)"
     return f"{since} (bookmark {format_datetime(sync.bookmark)}; not before start_date)"

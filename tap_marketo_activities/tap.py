@@ -22,13 +22,15 @@ from typing_extensions import override
 from tap_marketo_activities.bulk.cache import ExportCache
 from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError
 from tap_marketo_activities.incremental import lateness_warning
-from tap_marketo_activities.logs import log_gauge, quiet_sdk_notices
+from tap_marketo_activities.logs import log_gauge, quiet_metrics, quiet_sdk_notices
 from tap_marketo_activities.prefetch import Prefetcher
 from tap_marketo_activities.settings import (
     env_settings,
     read_config,
+    read_config_file,
     schema_errors,
     start_date_value,
+    unknown_settings,
 )
 from tap_marketo_activities.state import check_state, read_json_option
 from tap_marketo_activities.streams import (
@@ -154,6 +156,17 @@ class TapMarketoActivities(Tap):
             ),
         ),
         th.Property(
+            "simulator_history_days",
+            th.IntegerType(minimum=0, maximum=365),
+            default=0,
+            title="Simulator history (days)",
+            description=(
+                "With simulator true: the simulated instance's activity starts this many "
+                "days before today (4,000 rows a day) and start_date defaults to then, so "
+                "a first sync backfills them (bulk past bulk_threshold_days)."
+            ),
+        ),
+        th.Property(
             "max_calls_per_20s",
             th.IntegerType(minimum=1, maximum=100),
             default=50,
@@ -237,6 +250,18 @@ class TapMarketoActivities(Tap):
                 "up to 5 minutes (Marketo updates job status at most once a minute)."
             ),
         ),
+        th.Property(
+            "metrics_log_level",
+            th.StringType(allowed_values=["DEBUG", "INFO"]),
+            default="DEBUG",
+            title="Metrics log level",
+            description=(
+                "Level of the SDK's METRIC lines (record counts, request durations, the "
+                "largest lateness): DEBUG keeps them out of a normal log (LOGLEVEL=DEBUG "
+                "shows them), INFO writes them on every run, for a log collector that reads "
+                "them."
+            ),
+        ),
     ).to_dict()
 
     #: Taps built by this process's ``invoke`` whose run has not been summarised yet.
@@ -265,7 +290,7 @@ class TapMarketoActivities(Tap):
         if validate_config:  # the SDK's --discover builds the tap without validation
             schema = dict(self.config_jsonschema)
             self.append_builtin_config(schema)
-            errors = schema_errors(schema, settings)
+            errors = unknown_settings(schema, settings) or schema_errors(schema, settings)
             if errors:
                 raise ConfigValidationError(errors[0], errors=errors)
             check_settings(settings)
@@ -273,15 +298,20 @@ class TapMarketoActivities(Tap):
         # batches of whole lines (writer.py): the same Singer JSON, one line each.
         kwargs.setdefault("message_writer", BatchingWriter())
         super().__init__(config=settings, parse_env_config=False, validate_config=False, **kwargs)
+        quiet_metrics(self.metrics_logger, str(self.config.get("metrics_log_level", "DEBUG")))
         if threading.current_thread() is threading.main_thread():
-            # The SDK's handler exits 0 on SIGTERM, so a scheduler records a stopped run
-            # as a success; ours replaces it and exits 128 + the signal's number.
+            # The SDK's handler exits 0 on SIGTERM and on Ctrl-C (SIGINT), so a scheduler
+            # or a shell records a stopped run as a success; ours replaces it for both and
+            # exits 128 + the signal's number (143, 130).
             signal.signal(signal.SIGTERM, self._stop_on_signal)
+            signal.signal(signal.SIGINT, self._stop_on_signal)
         TapMarketoActivities._runs.append(self)
 
     def _stop_on_signal(self, signum: int, frame: t.Any) -> t.NoReturn:
         """Stop now: every STATE already written is correct; the next run resumes there."""
         name = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            name += " (Ctrl-C)"
         self.logger.error(
             "Stopped by %s before the run finished; the state written so far is correct and "
             "the next run resumes from it. Exiting with %d.",
@@ -304,7 +334,8 @@ class TapMarketoActivities(Tap):
         if value:
             return start_date_value(str(value))
         today = dt.datetime.now(dt.timezone.utc).date()
-        return dt.datetime.combine(today, dt.time(), dt.timezone.utc)
+        history = dt.timedelta(days=int(self.config.get("simulator_history_days") or 0))
+        return dt.datetime.combine(today, dt.time(), dt.timezone.utc) - history
 
     # -- the connection ----------------------------------------------------------
 
@@ -315,7 +346,11 @@ class TapMarketoActivities(Tap):
         if self.simulated:
             from tap_marketo_activities.simulator import MarketoSimulator, World  # noqa: PLC0415
 
-            simulator = self._resources.enter_context(MarketoSimulator(World.quickstart()))
+            simulator = self._resources.enter_context(
+                MarketoSimulator(
+                    World.quickstart(history_days=int(self.config["simulator_history_days"]))
+                )
+            )
             config.update(
                 base_url=simulator.base_url,
                 client_id=SIMULATOR_CREDENTIAL,
@@ -509,6 +544,22 @@ class TapMarketoActivities(Tap):
             sys.exit(1)
         finally:
             cls._finish_runs()
+
+    @classmethod
+    @override
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        """``--config`` files are read here first: a missing or malformed one is one line.
+
+        The SDK's own reading ends in a traceback (FileNotFoundError, JSONDecodeError).
+        """
+        try:
+            for path in value:
+                if path != "ENV":
+                    read_config_file(path)
+        except ConfigValidationError as exc:
+            cls.logger.error("%s", exc)
+            ctx.exit(1)
+        return super().cb_config(ctx, param, value)
 
     @classmethod
     @override

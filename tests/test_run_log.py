@@ -65,11 +65,26 @@ def test_a_run_after_a_run_logs_what_was_new_and_no_sdk_noise(simulator, run_tap
     assert sum(skipped) > 0
 
 
+def test_a_plain_run_logs_no_metrics_and_no_deselected_streams(simulator, run_tap):
+    """Metric lines only when asked for; no line per per-type table nobody selected."""
+    sim = simulator(World.seed_afternoon(rows=600, seed=5), now="2024-04-12T16:00:00Z")
+    quiet = run_tap(sim_config(sim))
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert metric_lines(quiet.stderr) == []
+    assert "Skipping deselected stream" not in quiet.stderr
+    assert len(quiet.stderr.splitlines()) < 25, quiet.stderr
+    loud = run_tap(sim_config(sim, metrics_log_level="INFO"))
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert any("record_count" in line for line in metric_lines(loud.stderr))
+    debug = run_tap(sim_config(sim), env={"LOGLEVEL": "DEBUG"})
+    assert any("record_count" in line for line in metric_lines(debug.stderr))
+
+
 def test_max_lateness_is_a_metric_line_like_the_sdks(simulator, run_tap):
     sim = simulator(World.seed_afternoon(rows=600, seed=5), now="2024-04-12T14:00:00Z")
     first = run_tap(sim_config(sim))
     sim.clock.advance(minutes=10)  # the 13:45 campaign commits its last rows: late ones
-    second = run_tap(sim_config(sim), first.state)
+    second = run_tap(sim_config(sim, metrics_log_level="INFO"), first.state)
     assert second.returncode == 0, second.stderr[-2000:]
 
     sdk_lines = [line for line in metric_lines(second.stderr) if "record_count" in line]
@@ -103,13 +118,26 @@ def test_max_lateness_is_a_metric_line_like_the_sdks(simulator, run_tap):
     ],
 )
 def test_the_reading_line_says_where_a_pass_starts_and_why(bookmark, line):
+    sync = reading_sync(bookmark)
+    assert describe_start(sync, sync.start()) == line
+
+
+def test_the_reading_line_after_a_bulk_hand_over_names_the_bulk_end():
+    """After a bulk backfill the REST pass starts past start_date: not 'no bookmark yet'."""
+    sync = reading_sync(None)
+    sync.window_start = dt.datetime(2024, 4, 12, 16, tzinfo=dt.timezone.utc)
+    assert describe_start(sync, sync.start()) == (
+        "2024-04-12T16:00:00Z (bulk backfill done up to 2024-04-12T17:00:00Z minus 60 min lookback)"
+    )
+
+
+def reading_sync(bookmark: str | None) -> PartitionSync:
     utc = dt.timezone.utc
     state = {} if bookmark is None else {"replication_key_value": bookmark}
-    sync = PartitionSync(
+    return PartitionSync(
         {"replication_key": "activityDate", **state},
         label="stream 'activities'",
         start_date=dt.datetime(2024, 4, 12, 12, tzinfo=utc),
         lookback=dt.timedelta(minutes=60),
         run_started=lambda: dt.datetime(2024, 4, 12, 18, tzinfo=utc),
     )
-    assert describe_start(sync, sync.start()) == line

@@ -1,0 +1,97 @@
+"""An operator's first hour (issue 24): files that cannot be read are one line, not a trace.
+
+Each test runs the real tap process on a file a person could plausibly hand it (missing,
+cut short, a directory) and checks the one line they read and the exit code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from helpers import TAP, write_json
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TAP, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def errors(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stderr.splitlines() if "| ERROR" in line]
+
+
+@pytest.mark.parametrize("mode", [(), ("--discover",), ("--test",)])
+def test_a_missing_config_file_is_one_line(tmp_path, mode):
+    missing = tmp_path / "confg.json"
+    done = run("--config", str(missing), *mode)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert [line.split("| ", 3)[-1] for line in errors(done)] == [
+        f"The --config file {missing} does not exist."
+    ]
+    assert done.stdout == ""
+
+
+def test_a_malformed_config_file_names_line_and_column(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{\n  "simulator": true,\n}\n', encoding="utf-8")
+    done = run("--config", str(path))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (line,) = errors(done)
+    assert f"The --config file {path} is not valid JSON" in line
+    assert "at line 3, column 1" in line
+
+
+def test_a_config_path_that_is_a_directory_is_one_line(tmp_path):
+    done = run("--config", str(tmp_path))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (line,) = errors(done)
+    assert f"The --config file {tmp_path} cannot be read" in line
+
+
+@pytest.mark.parametrize("option", ["--state", "--catalog"])
+def test_malformed_state_and_catalog_files_name_line_and_column(tmp_path, option):
+    config = write_json(tmp_path, "config.json", {"simulator": True})
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"bookmarks": {\n', encoding="utf-8")
+    done = run("--config", str(config), option, str(bad))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (line,) = errors(done)
+    assert f"The {option} file" in line
+    assert "line 2 column 1" in line
+
+
+@pytest.mark.parametrize("option", ["--state", "--catalog"])
+def test_missing_state_and_catalog_files_are_named(tmp_path, option):
+    config = write_json(tmp_path, "config.json", {"simulator": True})
+    missing = tmp_path / "nope.json"
+    done = run("--config", str(config), option, str(missing))
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert str(missing) in done.stderr
+    assert "No such file or directory" in done.stderr
+    assert done.stdout == ""
+
+
+def test_simulator_history_days_shows_a_bulk_backfill_and_its_hand_over(run_tap):
+    """The built-in simulator N days back: a first sync backfills them through bulk, then REST."""
+    run = run_tap({"simulator": True, "simulator_history_days": 5}, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Backfilling stream 'activities'" in run.stderr
+    assert "through bulk export jobs" in run.stderr
+    assert "bulk backfill done up to" in run.stderr
+    assert (
+        "(start_date; no bookmark yet)"
+        not in run.stderr.split("Backfilling", 1)[1].split("Finished stream 'activities'")[0]
+    )
+    dates = sorted(
+        m["record"]["activityDate"]
+        for m in run.messages
+        if m["type"] == "RECORD" and m["stream"] == "activities"
+    )
+    days = {d[:10] for d in dates}
+    assert len(days) >= 5, sorted(days)
+    assert any(m["type"] == "RECORD" and m["stream"] == "activity_types" for m in run.messages)
