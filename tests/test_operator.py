@@ -6,10 +6,12 @@ cut short, a directory) and checks the one line they read and the exit code.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import tomllib
 
 import pytest
-from helpers import TAP, write_json
+from helpers import README, TAP, write_json
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -95,3 +97,14 @@ def test_simulator_history_days_shows_a_bulk_backfill_and_its_hand_over(run_tap)
     days = {d[:10] for d in dates}
     assert len(days) >= 5, sorted(days)
     assert any(m["type"] == "RECORD" and m["stream"] == "activity_types" for m in run.messages)
+
+
+def test_about_the_readme_and_pyproject_agree_on_python_versions():
+    """--about lists the classifiers' versions; the lowest is requires-python and the README's."""
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    about = json.loads(run("--about", "--format=json").stdout)
+    versions = about["supported_python_versions"]
+    lowest = min(versions, key=lambda v: tuple(map(int, v.split("."))))
+    assert pyproject["project"]["requires-python"] == f">={lowest}"
+    assert f"Python {lowest}+" in README.read_text(encoding="utf-8")
+    assert pyproject["tool"]["mypy"]["python_version"] == lowest
