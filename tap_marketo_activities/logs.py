@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+import typing as t
 
 from singer_sdk import metrics
 from typing_extensions import override
@@ -66,3 +68,37 @@ def log_gauge(name: str, value: int) -> None:
     """
     point = {"type": "gauge", "metric": name, "value": value, "tags": {"pid": os.getpid()}}
     metrics.get_metrics_logger().info("METRIC: %s", json.dumps(point, separators=(",", ":")))
+
+
+#: Seconds between progress lines of a long walk; the environment variable lets a test
+#: (or an impatient operator) see them without waiting a minute.
+PROGRESS_ENV = "TAP_MARKETO_PROGRESS_SECONDS"
+PROGRESS_SECONDS = 60.0
+
+
+class Progress:
+    """Says when a long walk is due its next progress line: at most one per period.
+
+    A REST walk of a large window takes minutes to hours with nothing in the log between its
+    "Reading" and "Finished" lines; one line a minute tells the operator it is moving.
+    """
+
+    def __init__(
+        self, every: float | None = None, clock: t.Callable[[], float] = time.monotonic
+    ) -> None:
+        if every is None:
+            try:
+                every = float(os.environ.get(PROGRESS_ENV, PROGRESS_SECONDS))
+            except ValueError:
+                every = PROGRESS_SECONDS
+        self.every = every
+        self.clock = clock
+        self.last = clock()
+
+    def due(self) -> bool:
+        """True (and the period restarts) when a period has passed since the last line."""
+        now = self.clock()
+        if now - self.last < self.every:
+            return False
+        self.last = now
+        return True

@@ -24,6 +24,7 @@ from tap_marketo_activities.errors import (
     QuotaExhausted,
 )
 from tap_marketo_activities.incremental import REPLICATION_KEY, PartitionSync, Start
+from tap_marketo_activities.logs import Progress
 from tap_marketo_activities.output import write_record, write_schema
 from tap_marketo_activities.prefetch import Plan, chain_key
 from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
@@ -122,6 +123,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     _pass: PartitionSync
+    _progress: Progress
     _first_token: str | None = None
     #: False while the first page of a pass resumed from a saved cursor is in flight:
     #: a failure then means Marketo refused the cursor (see ``_walk``).
@@ -235,6 +237,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
             self.logger.info("Reading %s from %s", sync.label, describe_start(sync, start))
             self._first_token = chain.token() if chain else self.mint_token(start.since)
         self._cursor_accepted = not start.resumes_cursor
+        self._progress = Progress()
         try:
             if chain is None:
                 yield from self.request_records(context)
@@ -373,6 +376,14 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         # Every row of this page has been written by now: the cursor may move past it.
         if sync.page_done(body.get("nextPageToken")):
             self._write_state()
+        if self._progress.due():
+            reached = format_datetime(sync.max_seen) if sync.max_seen else "nothing new yet"
+            self.logger.info(
+                "Still reading %s: %d new rows so far, activityDate reached %s",
+                sync.label,
+                sync.report.emitted,
+                reached,
+            )
 
     def route(self, record: dict[str, t.Any]) -> bool:
         """Hand a new row to any other stream that takes it; True if this stream emits it."""

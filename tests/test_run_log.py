@@ -15,6 +15,7 @@ import pytest
 from helpers import sim_config
 
 from tap_marketo_activities.incremental import PartitionSync
+from tap_marketo_activities.logs import Progress
 from tap_marketo_activities.simulator import World
 from tap_marketo_activities.streams import describe_start
 
@@ -141,3 +142,39 @@ def reading_sync(bookmark: str | None) -> PartitionSync:
         lookback=dt.timedelta(minutes=60),
         run_started=lambda: dt.datetime(2024, 4, 12, 18, tzinfo=utc),
     )
+
+
+def test_a_long_rest_walk_says_how_far_it_is(simulator, run_tap):
+    """A progress line per period (here every page): rows so far and the date reached."""
+    sim = simulator(World.seed_afternoon(rows=1500, seed=5), now="2024-04-12T16:00:00Z")
+    config = sim_config(sim, page_size=100, max_concurrent_calls=1)
+    quiet = run_tap(config)
+    assert "Still reading" not in quiet.stderr  # a short walk: no line before a minute
+    run = run_tap(config, env={"TAP_MARKETO_PROGRESS_SECONDS": "0"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    found: dict[str, list[tuple[int, str]]] = {}
+    for m in re.finditer(
+        r"Still reading (stream 'activities'.*?): (\d+) new rows so far, activityDate "
+        r"reached (\S+)",
+        run.stderr,
+    ):
+        found.setdefault(m[1], []).append((int(m[2]), m[3]))
+    assert sum(map(len, found.values())) >= 5
+    for lines in found.values():  # each partition's walk counts up
+        rows = [n for n, _ in lines]
+        assert rows == sorted(rows)
+        assert all("2024-04-12T12:00:00Z" <= when <= "2024-04-12T16:00:00Z" for _, when in lines)
+    assert sum(lines[-1][0] for lines in found.values()) <= len(run.guids("activities"))
+
+
+def test_progress_is_due_once_per_period():
+    now = [0.0]
+    progress = Progress(every=60, clock=lambda: now[0])
+    assert not progress.due()
+    now[0] = 59
+    assert not progress.due()
+    now[0] = 61
+    assert progress.due()
+    assert not progress.due()
+    now[0] = 122
+    assert progress.due()
