@@ -108,3 +108,29 @@ def test_about_the_readme_and_pyproject_agree_on_python_versions():
     assert pyproject["project"]["requires-python"] == f">={lowest}"
     assert f"Python {lowest}+" in README.read_text(encoding="utf-8")
     assert pyproject["tool"]["mypy"]["python_version"] == lowest
+
+
+def test_request_duration_is_the_call_not_the_limiter_wait(simulator):
+    """response.elapsed (the SDK's http_request_duration) leaves out the limiter's wait."""
+    import logging  # noqa: PLC0415
+
+    from tap_marketo_activities.simulator import World  # noqa: PLC0415
+    from tap_marketo_activities.transport import MarketoConnection  # noqa: PLC0415
+
+    sim = simulator(World.seed_afternoon(rows=50, seed=1), now="2024-04-12T16:00:00Z")
+    config = {
+        "base_url": sim.base_url,
+        "request_timeout": 30,
+        "max_retries": 0,
+        "retry_base_seconds": 0.05,
+        "rate_limit_window_seconds": 3,
+        "max_calls_per_20s": 1,
+        "max_concurrent_calls": 1,
+    }
+    connection = MarketoConnection(config, logging.getLogger("test"))
+    url = f"{sim.base_url}/identity/oauth/token"
+    connection.session.get(url, timeout=30).close()
+    second = connection.session.get(url, timeout=30)  # waits for the next 3 s window
+    second.close()
+    assert connection.stats.waited_s >= 1
+    assert second.elapsed.total_seconds() < 1
