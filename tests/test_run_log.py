@@ -50,6 +50,9 @@ def test_a_run_after_a_run_logs_what_was_new_and_no_sdk_noise(simulator, run_tap
             assert all(re.search(r"\d+ new rows, \d+ overlap re-reads skipped", x) for x in mine)
             assert all(re.search(r"bookmark \d{4}-\d\d-\d\dT", x) for x in mine)
         assert sum("Run summary:" in line for line in run.stderr.splitlines()) == 1
+        [summary] = [line for line in run.stderr.splitlines() if "Run summary:" in line]
+        for stream in (*INCREMENTAL, "activity_types"):  # every stream that ran
+            assert re.search(rf"\b{stream}=\d+", summary.split("records", 1)[1]), summary
     # where each pass started, and why
     for stream in INCREMENTAL:
         assert re.search(
