@@ -102,8 +102,8 @@ class ActivityTypesStream(MarketoStream):
         """Emit the cached list, counted in the run summary like every other stream."""
         counter = self.api.stats.records
         for row in self.tap.activity_types():
-            counter[self.name] += 1
             yield row
+            counter[self.name] += 1
 
 
 class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream):
@@ -375,8 +375,8 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         for record, when in records:
             # admit first: a re-read never reaches any stream, typed or unified.
             if sync.admit(record["marketoGUID"], when) and self.route(record):
-                counter[self.name] += 1
                 yield record
+                counter[self.name] += 1  # once written: --test stops a stream at a record
         # Every row of this page has been written by now: the cursor may move past it.
         if sync.page_done(body.get("nextPageToken")):
             self._write_state()

@@ -134,3 +134,25 @@ def test_request_duration_is_the_call_not_the_limiter_wait(simulator):
     second.close()
     assert connection.stats.waited_s >= 1
     assert second.elapsed.total_seconds() < 1
+
+
+def test_test_mode_reads_only_selected_streams_and_counts_what_it_sent(simulator, run_tap):
+    """--test: no per-type table nobody selected; the summary counts the records sent."""
+    from helpers import sim_config  # noqa: PLC0415
+
+    from tap_marketo_activities.simulator import World  # noqa: PLC0415
+
+    sim = simulator(World.seed_afternoon(rows=300, seed=2), now="2024-04-12T16:00:00Z")
+    run = run_tap(sim_config(sim), args=("--test",))
+    assert run.returncode == 0, run.stderr[-2000:]
+    sent: dict[str, int] = {}
+    for m in run.messages:
+        if m["type"] == "RECORD":
+            sent[m["stream"]] = sent.get(m["stream"], 0) + 1
+    assert sent == {"activities": 1, "activity_types": 1, "deleted_leads": 1, "lead_changes": 1}
+    schemas = {m["stream"] for m in run.messages if m["type"] == "SCHEMA"}
+    assert schemas == set(sent)
+    [summary] = [line for line in run.stderr.splitlines() if "Run summary:" in line]
+    counted = summary.split("records ", 1)[1].split(";", 1)[0]
+    assert counted == "4 (activities=1, activity_types=1, deleted_leads=1, lead_changes=1)"
+    assert "as child stream" not in run.stderr
