@@ -21,7 +21,12 @@ from singer_sdk.tap_base import CliTestOptionValue
 from typing_extensions import override
 
 from tap_marketo_activities.bulk.cache import ExportCache
-from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError
+from tap_marketo_activities.errors import (
+    ConfigError,
+    MalformedResponse,
+    MarketoError,
+    StateError,
+)
 from tap_marketo_activities.incremental import lateness_warning
 from tap_marketo_activities.logs import log_gauge, quiet_metrics, quiet_sdk_notices
 from tap_marketo_activities.prefetch import Prefetcher
@@ -617,7 +622,14 @@ def _checked_json(handle: t.IO[str] | None, option: str) -> t.IO[str] | None:
     """The file's JSON, checked, as a fresh handle for the SDK to read (None stays None)."""
     if handle is None:
         return None
-    return io.StringIO(json.dumps(read_json_option(handle, option)))
+    try:
+        value = read_json_option(handle, option)
+    except StateError as exc:  # name the file, as for --config
+        name = getattr(handle, "name", None)
+        if not isinstance(name, str) or name == "-":
+            raise
+        raise StateError(f"{name}: {exc}") from None
+    return io.StringIO(json.dumps(value))
 
 
 def check_settings(config: t.Mapping[str, t.Any], *, for_sync: bool = True) -> None:

@@ -62,7 +62,7 @@ def test_malformed_state_and_catalog_files_name_line_and_column(tmp_path, option
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     (line,) = errors(done)
-    assert f"The {option} file" in line
+    assert f"{bad}: The {option} file" in line
     assert "line 2 column 1" in line
 
 
