@@ -11,6 +11,7 @@ never the value.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import os
 import re
@@ -51,16 +52,28 @@ def read_config(config: t.Any) -> dict[str, t.Any]:
     paths = [config] if isinstance(config, (str, PurePath)) else list(config)
     merged: dict[str, t.Any] = {}
     for path in paths:
-        try:
-            value = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            refuse(f"The --config file {path} cannot be read ({exc.strerror}).")
-        except ValueError as exc:
-            refuse(f"The --config file {path} is not valid JSON ({exc}).")
-        if not isinstance(value, dict):
-            refuse(f"The --config file {path} must hold a JSON object of settings.")
-        merged.update(value)
+        merged.update(read_config_file(path))
     return merged
+
+
+def read_config_file(path: str | PurePath) -> dict[str, t.Any]:
+    """One --config file's settings; refused in one line naming the file and the problem."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        refuse(f"The --config file {path} does not exist.")
+    except OSError as exc:
+        refuse(f"The --config file {path} cannot be read ({exc.strerror}).")
+    except json.JSONDecodeError as exc:
+        refuse(
+            f"The --config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}."
+        )
+    except (ValueError, RecursionError) as exc:
+        refuse(f"The --config file {path} is not valid JSON ({exc}).")
+    if not isinstance(value, dict):
+        refuse(f"The --config file {path} must hold a JSON object of settings.")
+    return value
 
 
 def _items(text: str) -> list[str]:
@@ -162,6 +175,25 @@ def schema_errors(schema: dict[str, t.Any], config: t.Mapping[str, t.Any]) -> li
         name = str(error.absolute_path[0]) if error.absolute_path else ""
         lines.setdefault(name, _describe(error, schema))
     return [lines[name] for name in sorted(lines)]
+
+
+def unknown_settings(schema: dict[str, t.Any], config: t.Mapping[str, t.Any]) -> list[str]:
+    """One line per setting the tap does not know, naming the closest one it does.
+
+    A misspelled setting (``lookback_minute``) would otherwise be ignored and the run
+    go on with the default. Keys starting with ``_`` are Meltano's own extras (``_select``,
+    ``_metadata``...), never read by the tap, and are let through; the SDK's built-in
+    settings (stream maps, flattening, batch) are in the schema the tap checks against.
+    """
+    known = sorted(schema.get("properties", {}))
+    lines = []
+    for key in sorted(str(k) for k in config):
+        if key in known or key.startswith("_"):
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "the README lists every setting."
+        lines.append(f"Unknown setting {key!r}: {hint}")
+    return lines
 
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -25,6 +25,7 @@ from tap_marketo_activities.errors import (
     QuotaExhausted,
 )
 from tap_marketo_activities.incremental import REPLICATION_KEY, OverlapSet, PartitionSync, Start
+from tap_marketo_activities.logs import Progress
 from tap_marketo_activities.output import write_record, write_schema
 from tap_marketo_activities.prefetch import Plan, chain_key
 from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
@@ -100,8 +101,11 @@ class ActivityTypesStream(MarketoStream):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        """Emit the cached list."""
-        yield from self.tap.activity_types()
+        """Emit the cached list, counted in the run summary like every other stream."""
+        counter = self.api.stats.records
+        for row in self.tap.activity_types():
+            yield row
+            counter[self.name] += 1
 
 
 class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream):
@@ -124,6 +128,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     _pass: PartitionSync
+    _progress: Progress
     _first_token: str | None = None
     #: True while a REST walk runs: the state dict then names only what the target has
     #: (its cursor moves after a page's rows are written), so it may be written at a stop.
@@ -167,6 +172,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """One pass: resume or mint a token, walk to the end, promote the bookmark."""
+        self.api.stats.records[self.name] += 0  # the run summary names it, even with none new
         self.tap.start_prefetch()
         with self.tap.prefetcher.closing_on_error():
             yield from self._pass_records(context)
@@ -253,6 +259,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
             self.logger.info("Reading %s from %s", sync.label, describe_start(sync, start))
             self._first_token = chain.token() if chain else self.mint_token(start.since)
         self._cursor_accepted = not start.resumes_cursor
+        self._progress = Progress()
         try:
             if chain is None:
                 yield from self.request_records(context)
@@ -386,11 +393,19 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         for record, when in records:
             # admit first: a re-read never reaches any stream, typed or unified.
             if sync.admit(record["marketoGUID"], when) and self.route(record):
-                counter[self.name] += 1
                 yield record
+                counter[self.name] += 1  # once written: --test stops a stream at a record
         # Every row of this page has been written by now: the cursor may move past it.
         if sync.page_done(body.get("nextPageToken")):
             self._write_state()
+        if self._progress.due():
+            reached = format_datetime(sync.max_seen) if sync.max_seen else "nothing new yet"
+            self.logger.info(
+                "Still reading %s: %d new rows so far, activityDate reached %s",
+                sync.label,
+                sync.report.emitted,
+                reached,
+            )
 
     def route(self, record: dict[str, t.Any]) -> bool:
         """Hand a new row to any other stream that takes it; True if this stream emits it."""
@@ -712,9 +727,13 @@ def describe_start(sync: PartitionSync, start: Start) -> str:
     before it, so the line says both.
     """
     since = format_datetime(start.since)
+    minutes = int(sync.lookback.total_seconds() // 60)
+    if sync.bookmark is None and start.since > sync.start_date:
+        # A bulk backfill read the window up to here and handed over (bulk/handover.py).
+        done = format_datetime(start.since + sync.lookback)
+        return f"{since} (bulk backfill done up to {done} minus {minutes} min lookback)"
     if sync.bookmark is None:
         return f"{since} (start_date; no bookmark yet)"
-    minutes = int(sync.lookback.total_seconds() // 60)
     if start.since == sync.bookmark - sync.lookback:
         return f"{since} (bookmark {format_datetime(sync.bookmark)} minus {minutes} min lookback)"
     return f"{since} (bookmark {format_datetime(sync.bookmark)}; not before start_date)"

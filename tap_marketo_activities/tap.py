@@ -17,18 +17,26 @@ from functools import cached_property
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.tap_base import CliTestOptionValue
 from typing_extensions import override
 
 from tap_marketo_activities.bulk.cache import ExportCache
-from tap_marketo_activities.errors import ConfigError, MalformedResponse, MarketoError
+from tap_marketo_activities.errors import (
+    ConfigError,
+    MalformedResponse,
+    MarketoError,
+    StateError,
+)
 from tap_marketo_activities.incremental import lateness_warning
-from tap_marketo_activities.logs import log_gauge, quiet_sdk_notices
+from tap_marketo_activities.logs import log_gauge, quiet_metrics, quiet_sdk_notices
 from tap_marketo_activities.prefetch import Prefetcher
 from tap_marketo_activities.settings import (
     env_settings,
     read_config,
+    read_config_file,
     schema_errors,
     start_date_value,
+    unknown_settings,
 )
 from tap_marketo_activities.state import check_state, read_json_option
 from tap_marketo_activities.streams import (
@@ -155,6 +163,17 @@ class TapMarketoActivities(Tap):
             ),
         ),
         th.Property(
+            "simulator_history_days",
+            th.IntegerType(minimum=0, maximum=365),
+            default=0,
+            title="Simulator history (days)",
+            description=(
+                "With simulator true: the simulated instance's activity starts this many "
+                "days before today (4,000 rows a day) and start_date defaults to then, so "
+                "a first sync backfills them (bulk past bulk_threshold_days)."
+            ),
+        ),
+        th.Property(
             "max_calls_per_20s",
             th.IntegerType(minimum=1, maximum=100),
             default=50,
@@ -238,6 +257,18 @@ class TapMarketoActivities(Tap):
                 "up to 5 minutes (Marketo updates job status at most once a minute)."
             ),
         ),
+        th.Property(
+            "metrics_log_level",
+            th.StringType(allowed_values=["DEBUG", "INFO"]),
+            default="DEBUG",
+            title="Metrics log level",
+            description=(
+                "Level of the SDK's METRIC lines (record counts, request durations, the "
+                "largest lateness): DEBUG keeps them out of a normal log (LOGLEVEL=DEBUG "
+                "shows them), INFO writes them on every run, for a log collector that reads "
+                "them."
+            ),
+        ),
     ).to_dict()
 
     #: Taps built by this process's ``invoke`` whose run has not been summarised yet.
@@ -266,7 +297,7 @@ class TapMarketoActivities(Tap):
         if validate_config:  # the SDK's --discover builds the tap without validation
             schema = dict(self.config_jsonschema)
             self.append_builtin_config(schema)
-            errors = schema_errors(schema, settings)
+            errors = unknown_settings(schema, settings) or schema_errors(schema, settings)
             if errors:
                 raise ConfigValidationError(errors[0], errors=errors)
             check_settings(settings)
@@ -274,15 +305,20 @@ class TapMarketoActivities(Tap):
         # batches of whole lines (writer.py): the same Singer JSON, one line each.
         kwargs.setdefault("message_writer", BatchingWriter())
         super().__init__(config=settings, parse_env_config=False, validate_config=False, **kwargs)
+        quiet_metrics(self.metrics_logger, str(self.config.get("metrics_log_level", "DEBUG")))
         if threading.current_thread() is threading.main_thread():
-            # The SDK's handler exits 0 on SIGTERM, so a scheduler records a stopped run
-            # as a success; ours replaces it and exits 128 + the signal's number.
+            # The SDK's handler exits 0 on SIGTERM and on Ctrl-C (SIGINT), so a scheduler
+            # or a shell records a stopped run as a success; ours replaces it for both and
+            # exits 128 + the signal's number (143, 130).
             signal.signal(signal.SIGTERM, self._stop_on_signal)
+            signal.signal(signal.SIGINT, self._stop_on_signal)
         TapMarketoActivities._runs.append(self)
 
     def _stop_on_signal(self, signum: int, frame: t.Any) -> t.NoReturn:
         """Stop now: every STATE already written is correct; the next run resumes there."""
         name = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            name += " (Ctrl-C)"
         write_state_at_stop(self.streams.values())  # what the target has (issue 22)
         self.logger.error(
             "Stopped by %s before the run finished; the state written so far is correct and "
@@ -306,7 +342,8 @@ class TapMarketoActivities(Tap):
         if value:
             return start_date_value(str(value))
         today = dt.datetime.now(dt.timezone.utc).date()
-        return dt.datetime.combine(today, dt.time(), dt.timezone.utc)
+        history = dt.timedelta(days=int(self.config.get("simulator_history_days") or 0))
+        return dt.datetime.combine(today, dt.time(), dt.timezone.utc) - history
 
     # -- the connection ----------------------------------------------------------
 
@@ -317,7 +354,11 @@ class TapMarketoActivities(Tap):
         if self.simulated:
             from tap_marketo_activities.simulator import MarketoSimulator, World  # noqa: PLC0415
 
-            simulator = self._resources.enter_context(MarketoSimulator(World.quickstart()))
+            simulator = self._resources.enter_context(
+                MarketoSimulator(
+                    World.quickstart(history_days=int(self.config["simulator_history_days"]))
+                )
+            )
             config.update(
                 base_url=simulator.base_url,
                 client_id=SIMULATOR_CREDENTIAL,
@@ -518,10 +559,43 @@ class TapMarketoActivities(Tap):
 
     @classmethod
     @override
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        """``--config`` files are read here first: a missing or malformed one is one line.
+
+        The SDK's own reading ends in a traceback (FileNotFoundError, JSONDecodeError).
+        """
+        try:
+            for path in value:
+                if path != "ENV":
+                    read_config_file(path)
+        except ConfigValidationError as exc:
+            cls.logger.error("%s", exc)
+            ctx.exit(1)
+        return super().cb_config(ctx, param, value)
+
+    @classmethod
+    @override
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
         """``--test``: a failed connection test is one line and a non-zero exit."""
+        quiet_sdk_notices(cls.logger)
         try:
-            super().cb_test(ctx, param, value)
+            if value == CliTestOptionValue.Disabled.value:
+                return
+            if value == CliTestOptionValue.Schema.value:
+                super().cb_test(ctx, param, value)
+                return
+            # The SDK's test selects every stream (its run_connection_test and
+            # run_sync_dry_run are final), so each per-type table nobody selected wrote a
+            # SCHEMA and a RECORD: here only what a sync would read is tested.
+            config = ctx.params.get("config")
+            tap = cls(
+                config=getattr(config, "config", None),
+                parse_env_config=bool(getattr(config, "parse_env", False)),
+                validate_config=True,
+            )
+            streams = [s for s in tap.streams.values() if s.selected or s.has_selected_descendents]
+            tap.run_sync_dry_run(dry_run_record_limit=1, streams=streams)
+            ctx.exit()
         except MarketoError as exc:
             cls.logger.error("Connection test failed: %s", exc)
             ctx.exit(1)
@@ -554,7 +628,14 @@ def _checked_json(handle: t.IO[str] | None, option: str) -> t.IO[str] | None:
     """The file's JSON, checked, as a fresh handle for the SDK to read (None stays None)."""
     if handle is None:
         return None
-    return io.StringIO(json.dumps(read_json_option(handle, option)))
+    try:
+        value = read_json_option(handle, option)
+    except StateError as exc:  # name the file, as for --config
+        name = getattr(handle, "name", None)
+        if not isinstance(name, str) or name == "-":
+            raise
+        raise StateError(f"{name}: {exc}") from None
+    return io.StringIO(json.dumps(value))
 
 
 def check_settings(config: t.Mapping[str, t.Any], *, for_sync: bool = True) -> None:

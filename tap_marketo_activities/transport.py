@@ -14,6 +14,7 @@ import email.utils
 import ipaddress
 import os
 import threading
+import time
 import typing as t
 from urllib.parse import urlsplit, urlunsplit
 
@@ -210,6 +211,10 @@ def server_time(response: requests.Response) -> dt.datetime:
     return server or dt.datetime.now(dt.timezone.utc)
 
 
+#: Where the adapter leaves the seconds a call took once the limiter let it go.
+CALL_SECONDS = "_marketo_call_seconds"
+
+
 class MarketoSession(requests.Session):
     """A session that reads the environment's proxy and CA settings once, as requests would.
 
@@ -249,7 +254,13 @@ class MarketoSession(requests.Session):
                 proxies = resolve_proxies(request, dict(self.proxies), self.trust_env)
                 self._origin_proxies[origin] = proxies
             kwargs["proxies"] = dict(proxies)
-        return super().send(request, **kwargs)
+        response = super().send(request, **kwargs)
+        # ``elapsed`` (the SDK's http_request_duration) is the call alone, not the time it
+        # waited on our limiter before it: that wait is its own figure ("waited on limits").
+        call_s = getattr(response, CALL_SECONDS, None)
+        if call_s is not None:
+            response.elapsed = dt.timedelta(seconds=call_s)
+        return response
 
 
 class MarketoAdapter(HTTPAdapter):
@@ -301,4 +312,7 @@ class MarketoAdapter(HTTPAdapter):
         connection.budget.spend()
         connection.stats.count(connection.stats.calls, endpoint_name(str(request.url)))
         with connection.limiter.slot():
-            return super().send(request, **options)
+            started = time.perf_counter()
+            response = super().send(request, **options)
+            setattr(response, CALL_SECONDS, time.perf_counter() - started)
+            return response

@@ -368,9 +368,9 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def sigterm_after_records(
-    config_path: Path, records: int, timeout: float = 60
+    config_path: Path, records: int, timeout: float = 60, signum: int = signal.SIGTERM
 ) -> tuple[int, list[dict[str, Any]], str]:
-    """Run the tap, send SIGTERM after N RECORD lines; its exit code, messages and stderr."""
+    """Run the tap, send SIGTERM (or signum) after N RECORD lines; exit code, messages, stderr."""
     process = subprocess.Popen(
         [*TAP, "--config", str(config_path)],
         stdout=subprocess.PIPE,
@@ -384,7 +384,7 @@ def sigterm_after_records(
             lines.append(line)
             seen += '"type":"RECORD"' in line.replace(" ", "")
             if seen >= records:
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(signum)
                 break
         lines += process.stdout.readlines()
         stderr = process.stderr.read() if process.stderr else ""

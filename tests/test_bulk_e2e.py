@@ -314,13 +314,13 @@ def status_polls(sim):
     return sum(n for p, n in sim.counters.calls_by_path.items() if p.endswith("/status.json"))
 
 
-def sigterm_once_polled(process, sim, timeout):
-    """SIGTERM ``process`` once its job is queued and being polled; return its output."""
+def sigterm_once_polled(process, sim, timeout, signum=signal.SIGTERM):
+    """Signal ``process`` once its job is queued and being polled; return its output."""
     try:
         deadline = time.monotonic() + timeout
         while not status_polls(sim) and time.monotonic() < deadline:
             time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         return process.communicate(timeout=timeout)
     finally:
         if process.poll() is None:
@@ -606,7 +606,12 @@ def test_tap_full_queue_waits_for_a_place(simulator, run_tap):
     assert sorted(delivered) == expected_guids(sim, "activities", TAP_START)
 
 
-def test_tap_sigterm_cancels_its_queued_job(simulator, tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "name"),
+    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT (Ctrl-C)")],
+)
+def test_tap_sigterm_cancels_its_queued_job(simulator, tmp_path, signum, name):
+    """SIGTERM (a scheduler) and Ctrl-C alike: job cancelled, state saved, 128 + signal."""
     sim = simulator(tap_world(days=10, rows=1500))
     sim.bulk.processing_s = 3600  # never finishes: the clock is frozen
     config = tmp_path / "config.json"
@@ -617,10 +622,11 @@ def test_tap_sigterm_cancels_its_queued_job(simulator, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    stdout, stderr = sigterm_once_polled(tap, sim, timeout=60)
-    assert tap.returncode == 143
+    stdout, stderr = sigterm_once_polled(tap, sim, timeout=60, signum=signum)
+    assert tap.returncode == 128 + signum, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert "Stopped by SIGTERM during the bulk backfill of stream 'activities'" in stderr
+    assert f"Stopped by {name} during the bulk backfill of stream 'activities'" in stderr
+    assert len([line for line in stderr.splitlines() if "Stopped by" in line]) == 1
     assert list(sim.bulk.statuses(sim.client_id).values()) == ["Cancelled"]
     states = [json.loads(line)["value"] for line in stdout.splitlines() if '"STATE"' in line]
     partitions = states[-1]["bookmarks"]["activities"]["partitions"]

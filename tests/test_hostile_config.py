@@ -233,14 +233,17 @@ def test_environment_values_are_refused_by_name(simulator, tmp_path, variable, v
 # -- 12.7 SIGTERM ----------------------------------------------------------------------
 
 
-def test_sigterm_exits_non_zero_and_the_state_resumes(simulator, run_tap, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_exits_non_zero_and_the_state_resumes(simulator, run_tap, tmp_path, signum):
+    """SIGTERM and Ctrl-C (SIGINT) of a REST run: one line, 143 / 130, a state that resumes."""
     sim = simulator(World.seed_afternoon(rows=1500, seed=9), now=NOW)
     config = sim_config(sim, page_size=40)
     code, written, stderr = sigterm_after_records(
-        write_json(tmp_path, "config.json", config), 300, timeout=60
+        write_json(tmp_path, "config.json", config), 300, timeout=60, signum=signum
     )
-    assert code == 128 + signal.SIGTERM
-    assert "Stopped by SIGTERM" in stderr
+    assert code == 128 + signum, stderr[-2000:]
+    assert len([line for line in stderr.splitlines() if "Stopped by" in line]) == 1
+    assert f"Stopped by {signal.Signals(signum).name}" in stderr
     assert "Traceback" not in stderr
     state = [m["value"] for m in written if m["type"] == "STATE"][-1]
     resumed = run_tap(config, state)
@@ -308,3 +311,36 @@ def test_required_settings_are_declared_for_meltano_and_the_readme():
     for name in ("client_id", "client_secret", "base_url", "start_date"):
         row = next(line for line in readme.splitlines() if line.startswith(f"| {name} |"))
         assert "Required unless simulator is true" in row, row
+
+
+# -- issue 24: unknown settings -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("lookback_minute", "Unknown setting 'lookback_minute': did you mean lookback_minutes?"),
+        ("pagesize", "Unknown setting 'pagesize': did you mean page_size?"),
+        ("colour", "Unknown setting 'colour': the README lists every setting."),
+    ],
+)
+def test_an_unknown_setting_is_refused_before_any_call(simulator, run_tap, key, text):
+    sim = simulator(World.seed_afternoon(rows=50, seed=1), now=NOW)
+    run = run_tap({**sim_config(sim, start_date=SINCE), key: 30})
+    assert run.returncode == 1
+    assert text in one_error(run)
+    assert sim.counters.total_calls == 0
+    assert run.messages == []
+
+
+def test_meltano_extras_and_sdk_settings_are_not_unknown(simulator, run_tap):
+    """Meltano's ``_``-prefixed extras and the SDK's built-in settings are accepted."""
+    sim = simulator(World.seed_afternoon(rows=50, seed=1), now=NOW)
+    config = {
+        **sim_config(sim, start_date=SINCE),
+        "_select": ["activities.*"],
+        "flattening_enabled": False,
+        "stream_maps": {},
+    }
+    run = run_tap(config)
+    assert run.returncode == 0, run.stderr[-2000:]

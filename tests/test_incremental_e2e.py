@@ -261,7 +261,7 @@ def test_lateness_warning_fires_when_and_only_when_it_should(
     assert first.returncode == 0
     assert "raise lookback_minutes" not in first.stderr
     sim.clock.set(DAY + dt.timedelta(hours=15))
-    second = run_tap(config, first.state)
+    second = run_tap({**config, "metrics_log_level": "INFO"}, first.state)
     assert second.returncode == 0
     assert ("raise lookback_minutes" in second.stderr) is warns, second.stderr[-1500:]
     metric = [line for line in second.stderr.splitlines() if "max_lateness_seconds" in line]

@@ -56,7 +56,7 @@ def test_chains_are_read_in_parallel_and_every_row_arrives_once(simulator, run_t
     sim = simulator(
         World.seed_afternoon(rows=2400, seed=4), now="2024-04-12T16:00:00Z", latency_s=0.05
     )
-    run = run_tap(parallel_config(sim))
+    run = run_tap(parallel_config(sim, metrics_log_level="INFO"))  # the timers below
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"Reading {CHAINS} page chains ahead" in run.stderr
     counters = sim.counters

@@ -15,6 +15,7 @@ import pytest
 from helpers import sim_config
 
 from tap_marketo_activities.incremental import PartitionSync
+from tap_marketo_activities.logs import Progress
 from tap_marketo_activities.simulator import World
 from tap_marketo_activities.streams import describe_start
 
@@ -49,6 +50,9 @@ def test_a_run_after_a_run_logs_what_was_new_and_no_sdk_noise(simulator, run_tap
             assert all(re.search(r"\d+ new rows, \d+ overlap re-reads skipped", x) for x in mine)
             assert all(re.search(r"bookmark \d{4}-\d\d-\d\dT", x) for x in mine)
         assert sum("Run summary:" in line for line in run.stderr.splitlines()) == 1
+        [summary] = [line for line in run.stderr.splitlines() if "Run summary:" in line]
+        for stream in (*INCREMENTAL, "activity_types"):  # every stream that ran
+            assert re.search(rf"\b{stream}=\d+", summary.split("records", 1)[1]), summary
     # where each pass started, and why
     for stream in INCREMENTAL:
         assert re.search(
@@ -65,11 +69,26 @@ def test_a_run_after_a_run_logs_what_was_new_and_no_sdk_noise(simulator, run_tap
     assert sum(skipped) > 0
 
 
+def test_a_plain_run_logs_no_metrics_and_no_deselected_streams(simulator, run_tap):
+    """Metric lines only when asked for; no line per per-type table nobody selected."""
+    sim = simulator(World.seed_afternoon(rows=600, seed=5), now="2024-04-12T16:00:00Z")
+    quiet = run_tap(sim_config(sim))
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert metric_lines(quiet.stderr) == []
+    assert "Skipping deselected stream" not in quiet.stderr
+    assert len(quiet.stderr.splitlines()) < 25, quiet.stderr
+    loud = run_tap(sim_config(sim, metrics_log_level="INFO"))
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert any("record_count" in line for line in metric_lines(loud.stderr))
+    debug = run_tap(sim_config(sim), env={"LOGLEVEL": "DEBUG"})
+    assert any("record_count" in line for line in metric_lines(debug.stderr))
+
+
 def test_max_lateness_is_a_metric_line_like_the_sdks(simulator, run_tap):
     sim = simulator(World.seed_afternoon(rows=600, seed=5), now="2024-04-12T14:00:00Z")
     first = run_tap(sim_config(sim))
     sim.clock.advance(minutes=10)  # the 13:45 campaign commits its last rows: late ones
-    second = run_tap(sim_config(sim), first.state)
+    second = run_tap(sim_config(sim, metrics_log_level="INFO"), first.state)
     assert second.returncode == 0, second.stderr[-2000:]
 
     sdk_lines = [line for line in metric_lines(second.stderr) if "record_count" in line]
@@ -103,13 +122,62 @@ def test_max_lateness_is_a_metric_line_like_the_sdks(simulator, run_tap):
     ],
 )
 def test_the_reading_line_says_where_a_pass_starts_and_why(bookmark, line):
+    sync = reading_sync(bookmark)
+    assert describe_start(sync, sync.start()) == line
+
+
+def test_the_reading_line_after_a_bulk_hand_over_names_the_bulk_end():
+    """After a bulk backfill the REST pass starts past start_date: not 'no bookmark yet'."""
+    sync = reading_sync(None)
+    sync.window_start = dt.datetime(2024, 4, 12, 16, tzinfo=dt.timezone.utc)
+    assert describe_start(sync, sync.start()) == (
+        "2024-04-12T16:00:00Z (bulk backfill done up to 2024-04-12T17:00:00Z minus 60 min lookback)"
+    )
+
+
+def reading_sync(bookmark: str | None) -> PartitionSync:
     utc = dt.timezone.utc
     state = {} if bookmark is None else {"replication_key_value": bookmark}
-    sync = PartitionSync(
+    return PartitionSync(
         {"replication_key": "activityDate", **state},
         label="stream 'activities'",
         start_date=dt.datetime(2024, 4, 12, 12, tzinfo=utc),
         lookback=dt.timedelta(minutes=60),
         run_started=lambda: dt.datetime(2024, 4, 12, 18, tzinfo=utc),
     )
-    assert describe_start(sync, sync.start()) == line
+
+
+def test_a_long_rest_walk_says_how_far_it_is(simulator, run_tap):
+    """A progress line per period (here every page): rows so far and the date reached."""
+    sim = simulator(World.seed_afternoon(rows=1500, seed=5), now="2024-04-12T16:00:00Z")
+    config = sim_config(sim, page_size=100, max_concurrent_calls=1)
+    quiet = run_tap(config)
+    assert "Still reading" not in quiet.stderr  # a short walk: no line before a minute
+    run = run_tap(config, env={"TAP_MARKETO_PROGRESS_SECONDS": "0"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    found: dict[str, list[tuple[int, str]]] = {}
+    for m in re.finditer(
+        r"Still reading (stream 'activities'.*?): (\d+) new rows so far, activityDate "
+        r"reached (\S+)",
+        run.stderr,
+    ):
+        found.setdefault(m[1], []).append((int(m[2]), m[3]))
+    assert sum(map(len, found.values())) >= 5
+    for lines in found.values():  # each partition's walk counts up
+        rows = [n for n, _ in lines]
+        assert rows == sorted(rows)
+        assert all("2024-04-12T12:00:00Z" <= when <= "2024-04-12T16:00:00Z" for _, when in lines)
+    assert sum(lines[-1][0] for lines in found.values()) <= len(run.guids("activities"))
+
+
+def test_progress_is_due_once_per_period():
+    now = [0.0]
+    progress = Progress(every=60, clock=lambda: now[0])
+    assert not progress.due()
+    now[0] = 59
+    assert not progress.due()
+    now[0] = 61
+    assert progress.due()
+    assert not progress.due()
+    now[0] = 122
+    assert progress.due()

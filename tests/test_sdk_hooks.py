@@ -103,7 +103,7 @@ def test_every_override_of_a_library_method_says_so():
 
 def test_a_run_logs_the_sdks_request_duration_metric(simulator, run_tap):
     sim = simulator(World.seed_afternoon(rows=300, seed=2), now="2024-04-12T16:00:00Z")
-    run = run_tap(sim_config(sim))
+    run = run_tap(sim_config(sim, metrics_log_level="INFO"))
     assert run.returncode == 0, run.stderr[-3000:]
     timers = [line for line in run.stderr.splitlines() if '"http_request_duration"' in line]
     endpoints = {

@@ -47,10 +47,6 @@ SETTLE = dt.timedelta(minutes=15)
 _WRITE_EVERY = 10_000
 
 
-class Stopped(MarketoError):
-    """Ctrl-C or SIGTERM during a bulk backfill; its job was cancelled."""
-
-
 class BackfillPaused(Exception):
     """The export quota is spent: this partition's pass ends here, state saved; others go on."""
 
@@ -200,16 +196,17 @@ def backfill_pass(
         write_state()
     except (KeyboardInterrupt, Terminated) as exc:
         write_state()
-        name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        terminated = isinstance(exc, Terminated)
+        name = "SIGTERM" if terminated else "SIGINT (Ctrl-C)"
         msg = (
             f"Stopped by {name} during the bulk backfill of {sync.label}; an export job it "
             "had queued and Marketo had not finished was cancelled. The next run resumes at "
             "the first unfinished window."
         )
-        if isinstance(exc, Terminated):  # as the tap's own SIGTERM handler: 128 + 15
-            stream.logger.error("%s Exiting with %d.", msg, 128 + signal.SIGTERM)
-            raise SystemExit(128 + signal.SIGTERM) from None
-        raise Stopped(msg) from None
+        # As the tap's own signal handlers: 128 + the signal's number (143, 130).
+        code = 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+        stream.logger.error("%s Exiting with %d.", msg, code)
+        raise SystemExit(code) from None
     except ExportQuotaExceeded as exc:
         write_state()  # the saved job is enqueued by the next run
         raise BackfillPaused(str(exc)) from None

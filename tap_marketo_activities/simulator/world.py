@@ -351,7 +351,9 @@ class World:
         )
 
     @classmethod
-    def quickstart(cls, today: str | datetime | None = None, rows: int = 4000) -> World:
+    def quickstart(
+        cls, today: str | datetime | None = None, rows: int = 4000, history_days: int = 0
+    ) -> World:
         """Today (UTC), anchored to the present, for the quick start.
 
         Deterministic for a given UTC day (the seed is the day), so two processes on the same
@@ -363,9 +365,14 @@ class World:
         than 40 minutes late, inside the tap's default 60-minute lookback (and below its
         48-minute warning), so the quick start demonstrates late rows, not lost ones. The
         clock follows real time (``live``).
+
+        ``history_days`` starts the world that many days before today, with ``rows`` of
+        background a day over those days, so a first sync has a long window to backfill
+        (bulk, its hand-over to REST, progress lines) without a real instance.
         """
         moment = datetime.now(UTC) if today is None else parse_datetime(today)
         anchor = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+        history = max(0, int(history_days))
         per_campaign = max(1, rows * 4 // 10 // 48)
         campaigns = [
             Campaign(
@@ -378,10 +385,10 @@ class World:
             for h in range(48)
         ]
         return cls.generate(
-            start=anchor,
-            hours=24,
-            rows=rows,
-            seed=anchor.toordinal(),
+            start=anchor - timedelta(days=history),
+            hours=24 * (history + 1),
+            rows=rows * (history + 1),
+            seed=anchor.toordinal() + 100_000 * history,
             campaigns=campaigns,
             late_fraction=0.05,
             max_late_minutes=20,
