@@ -1,0 +1,208 @@
+"""The ``leads`` and ``merged_leads`` streams.
+
+``leads`` reads which leads changed from the activity types that change lead fields
+(``feed.CHANGE_TYPES``), from its bookmark minus the lookback, then reads those leads by id,
+300 a call, always as ``POST leads.json?_method=GET`` (a full-width field list passes 8 KB).
+A lead missing from the answer was deleted or merged away: it is logged, not emitted. The
+bookmark (the latest ``activityDate`` read) moves only after every changed lead has been
+written, so a run killed midway re-reads the same changes next time (at least once, never
+lost). ``merged_leads`` rows are written by the same pass, from Merge Leads activities.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+from urllib.parse import urlencode
+
+from singer_sdk import typing as th
+from typing_extensions import override
+
+from tap_marketo_activities.client import MarketoStream
+from tap_marketo_activities.envelope import envelope, page_rows
+from tap_marketo_activities.errors import ConfigError, MarketoError
+from tap_marketo_activities.leads import feed
+from tap_marketo_activities.leads.schema import (
+    Field,
+    choose,
+    conform,
+    fields_from_describe,
+    fields_from_describe2,
+    lead_schema,
+)
+from tap_marketo_activities.output import write_record, write_schema
+from tap_marketo_activities.records import format_datetime, parse_datetime
+from tap_marketo_activities.transport import FORM_CONTENT_TYPE
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import requests
+    from singer_sdk.helpers.types import Context
+
+    from tap_marketo_activities.tap import TapMarketoActivities
+
+IDS_PER_CALL = 300
+MAX_TYPES_PER_CALL = 10
+ACTIVITIES_PATH = "/v1/activities.json"
+
+
+def describe_fields(stream: MarketoStream) -> list[Field]:
+    """describe2.json's fields, or describe.json's where describe2 fails or is empty."""
+    try:
+        fields = fields_from_describe2(stream.fetch_result("/v1/leads/describe2.json"))
+    except MarketoError as exc:
+        stream.logger.warning("describe2.json failed (%s); reading describe.json instead", exc)
+        fields = []
+    return fields or fields_from_describe(stream.fetch_result("/v1/leads/describe.json"))
+
+
+def chosen_fields(stream: MarketoStream, wanted: list[str] | None) -> list[Field]:
+    """The described fields that ``lead_fields`` names (all when unset)."""
+    described = describe_fields(stream)
+    try:
+        return choose(described, wanted)
+    except ValueError as exc:
+        msg = (
+            f"lead_fields names fields this instance does not have: {exc}. Use REST API "
+            "names as /rest/v1/leads/describe2.json lists them, or unset lead_fields."
+        )
+        raise ConfigError(msg) from None
+
+
+class MergedLeadsStream(MarketoStream):
+    """Leads merged away: loser id, winner id and merge time (from Merge Leads activities)."""
+
+    name = "merged_leads"
+    path = ACTIVITIES_PATH
+    primary_keys = ("loserId", "winnerId")
+    replication_key = None
+    schema = th.PropertiesList(
+        th.Property("loserId", th.IntegerType, required=True),
+        th.Property("winnerId", th.IntegerType, required=True),
+        th.Property("mergedAt", th.DateTimeType, required=True),
+        th.Property("marketoGUID", th.StringType, description="The Merge Leads activity"),
+    ).to_dict()
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Nothing of its own: the ``leads`` pass writes these rows."""
+        return iter(())
+
+
+class LeadsStream(MarketoStream):
+    """Every lead field (or ``lead_fields``), for each lead the change feed names."""
+
+    name = "leads"
+    path = "/v1/leads.json"
+    primary_keys = ("id",)
+    replication_key = None
+
+    def __init__(self, tap: TapMarketoActivities, merged: MergedLeadsStream) -> None:
+        self.merged = merged
+        #: described once per run, through the sibling stream (this one is not built yet)
+        self.fields = chosen_fields(merged, tap.config.get("lead_fields"))
+        super().__init__(tap, schema=lead_schema(self.fields))
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Read the change feed, then the changed leads by id; then move the bookmark."""
+        state = self.get_context_state(None)
+        saved = state.get("replication_key_value")
+        bookmark = parse_datetime(saved) if isinstance(saved, str) else None
+        lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
+        since = bookmark - lookback if bookmark else self.tap.start_date
+        rows = self._feed(since)
+        changed = feed.changed_ids(rows)
+        merges = [merge for row in rows for merge in feed.merges(row)]
+        self.logger.info(
+            "leads: %d changed leads and %d merges in activities since %s",
+            len(changed),
+            len(merges),
+            format_datetime(since),
+        )
+        yield from self._read(sorted(changed))
+        self._write_merges(merges)
+        dates = [parse_datetime(str(row["activityDate"])) for row in rows]
+        latest = max([*dates, *([bookmark] if bookmark else [])], default=None)
+        if latest is not None:
+            state["replication_key_value"] = format_datetime(latest)
+            self.tap.state_writer.write_state(self.tap_state)
+
+    def _feed(self, since: dt.datetime) -> list[dict[str, t.Any]]:
+        """Every row of the change types the instance has, stamped at or after ``since``."""
+        present = set(self.tap.activity_type_names())
+        types = sorted(feed.CHANGE_TYPES & present)
+        rows: list[dict[str, t.Any]] = []
+        for start in range(0, len(types), MAX_TYPES_PER_CALL):
+            group = ",".join(map(str, types[start : start + MAX_TYPES_PER_CALL]))
+            token = self.mint_token(since)
+            while True:
+                params = {
+                    "nextPageToken": token,
+                    "activityTypeIds": group,
+                    "batchSize": self.config["page_size"],
+                }
+                response = self.call(ACTIVITIES_PATH, params)
+                rows += [row for row in page_rows(response) if isinstance(row, dict)]
+                body = envelope(response)
+                following = body.get("nextPageToken")
+                if not body.get("moreResult") or not following or following == token:
+                    break
+                token = str(following)
+        return rows
+
+    def _read(self, ids: list[int]) -> Iterable[dict[str, t.Any]]:
+        types = {field.name: field.data_type for field in self.fields}
+        names = ",".join(types)
+        missing: list[int] = []
+        for start in range(0, len(ids), IDS_PER_CALL):
+            chunk = ids[start : start + IDS_PER_CALL]
+            response = self._post_get(
+                {"filterType": "id", "filterValues": ",".join(map(str, chunk)), "fields": names}
+            )
+            found = {}
+            for row in page_rows(response):
+                if isinstance(row, dict) and row.get("id") is not None:
+                    found[int(row["id"])] = row
+            missing += [lead for lead in chunk if lead not in found]
+            for lead in chunk:
+                if lead in found:
+                    row = found[lead]
+                    yield {name: conform(row.get(name), kind) for name, kind in types.items()}
+        if missing:
+            self.logger.warning(
+                "leads: %d changed leads no longer exist (deleted or merged away), not "
+                "emitted: %s%s",
+                len(missing),
+                ", ".join(map(str, missing[:20])),
+                " ..." if len(missing) > 20 else "",
+            )
+
+    def _post_get(self, form: dict[str, str]) -> requests.Response:
+        """``POST /rest/v1/leads.json?_method=GET`` with a form body, with retries.
+
+        ``_method=GET`` goes in the query string (Adobe's documented form): a bare POST to
+        leads.json is Sync Leads, a write.
+        """
+        request = self.build_prepared_request(
+            method="POST",
+            url=f"{self.url_base}{self.path}?_method=GET",
+            data=urlencode(form),
+            headers={"Content-Type": FORM_CONTENT_TYPE},
+        )
+        send = self.request_decorator(self._send_single)
+        return t.cast("requests.Response", send(request))
+
+    def _write_merges(self, merges: list[feed.Merge]) -> None:
+        if not merges or not self.merged.selected:
+            return
+        write_schema(self.merged)
+        for merge in merges:
+            row = {
+                "loserId": merge.loser_id,
+                "winnerId": merge.winner_id,
+                "mergedAt": format_datetime(parse_datetime(merge.merged_at)),
+                "marketoGUID": merge.marketo_guid,
+            }
+            write_record(self.merged, row)
