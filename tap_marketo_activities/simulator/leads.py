@@ -147,6 +147,10 @@ class LeadDatabase:
     def _apply(self, leads: dict[int, dict[str, Any]], gone: set[int], i: int) -> None:
         world = self.world
         lead, type_id, when = world.lead[i], world.type_id[i], _iso(world.event[i])
+        if type_id == 32:  # losers go even when the winner is gone (the world is random)
+            merged = str(_attribute(render_activity(world, i), "Merge IDs") or "").split(",")
+            losers = {int(x) for x in merged if x.strip()} - {lead}
+            gone.update(losers)
         record = leads.get(lead)
         if record is None or lead in gone:
             return
@@ -162,9 +166,6 @@ class LeadDatabase:
             record["behaviorScore"] = _attribute(render_activity(world, i), "New Value")
             standard = False
         elif type_id == 32:
-            merged = str(_attribute(render_activity(world, i), "Merge IDs") or "").split(",")
-            losers = {int(x) for x in merged if x.strip()} - {lead}
-            gone.update(losers)
             record["mergeNote"] = f"merged {','.join(map(str, sorted(losers)))} at {when}"
             standard = False
         elif type_id == cat.DELETE_LEAD:
