@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 import requests
 from helpers import TAP, kill_after_records, sim_config, write_json
+from openapi_shapes import SHAPE_BY_PATH, assert_shape
 
 from tap_marketo_activities.leads import feed
 from tap_marketo_activities.leads.schema import (
@@ -147,6 +148,7 @@ def session(sim):
 
 def test_describe2_has_custom_fields_of_every_data_type(sim, session):
     body = session.get(sim.base_url + "/rest/v1/leads/describe2.json", timeout=5).json()
+    assert_shape(body, SHAPE_BY_PATH["/rest/v1/leads/describe2.json"])
     fields = body["result"][0]["fields"]
     kinds = {f["dataType"] for f in fields}
     assert kinds >= {"string", "text", "email", "phone", "url", "reference", "integer"}
@@ -163,6 +165,7 @@ def test_leads_by_id_get_and_post_method_get_agree_and_drop_unknown_ids(sim, ses
     got = session.get(url, params=query, timeout=5).json()
     posted = session.post(url, params={"_method": "GET"}, data=query, timeout=5).json()
     assert got == {**posted, "requestId": got["requestId"]}
+    assert_shape(got, SHAPE_BY_PATH["/rest/v1/leads.json"])
     assert [r["id"] for r in got["result"]] == ids
     assert got["result"][0] == {
         "id": ids[0],
@@ -220,12 +223,16 @@ def test_first_run_then_next_run_deliver_every_changed_lead_once_with_its_values
     bookmark = first.state["bookmarks"]["leads"]["replication_key_value"]
 
     sim.clock.set(SECOND_NOW)
+    sim.reset_counters()
     second = run_tap(leads_config(sim), state=first.state)
     assert second.returncode == 0, second.stderr[-2000:]
+    calls = sim.counters.calls_by_path
+    assert calls["/rest/v1/leads/describe2.json"] == 1
     truth = database(sim).at(sim.clock.now())
     since = (parse_datetime(bookmark) - timedelta(minutes=60)).isoformat()
     window = changed(sim, since, SECOND_NOW)
     kinds = set().union(*window.values())
+    assert calls["/rest/v1/leads.json"] == -(-len(window) // 300), "one call per 300 leads"
     assert {13, 22, 23, 32} <= kinds, "the scenario has every kind of change"
     ids = [r["id"] for r in second.records["leads"]]
     assert len(ids) == len(set(ids)), "each lead once"
