@@ -112,9 +112,7 @@ class LeadsStream(MarketoStream):
         bookmark = parse_datetime(saved) if isinstance(saved, str) else None
         lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
         since = bookmark - lookback if bookmark else self.tap.start_date
-        rows = self._feed(since)
-        changed = feed.changed_ids(rows)
-        merges = [merge for row in rows for merge in feed.merges(row)]
+        changed, merges, latest = self._feed(since)
         self.logger.info(
             "leads: %d changed leads and %d merges in activities since %s",
             len(changed),
@@ -123,17 +121,18 @@ class LeadsStream(MarketoStream):
         )
         yield from self._read(sorted(changed))
         self._write_merges(merges)
-        dates = [parse_datetime(str(row["activityDate"])) for row in rows]
-        latest = max([*dates, *([bookmark] if bookmark else [])], default=None)
-        if latest is not None:
+        if latest is not None and (bookmark is None or latest > bookmark):
             state["replication_key_value"] = format_datetime(latest)
             self.tap.state_writer.write_state(self.tap_state)
 
-    def _feed(self, since: dt.datetime) -> list[dict[str, t.Any]]:
-        """Every row of the change types the instance has, stamped at or after ``since``."""
+    def _feed(self, since: dt.datetime) -> tuple[set[int], list[feed.Merge], dt.datetime | None]:
+        """Changed ids, merges and the latest ``activityDate`` of the change types' rows
+        stamped at or after ``since`` (kept as ids, not rows: a first sync reads many)."""
         present = set(self.tap.activity_type_names())
         types = sorted(feed.CHANGE_TYPES & present)
-        rows: list[dict[str, t.Any]] = []
+        changed: set[int] = set()
+        merges: list[feed.Merge] = []
+        latest: dt.datetime | None = None
         for start in range(0, len(types), MAX_TYPES_PER_CALL):
             group = ",".join(map(str, types[start : start + MAX_TYPES_PER_CALL]))
             token = self.mint_token(since)
@@ -144,13 +143,21 @@ class LeadsStream(MarketoStream):
                     "batchSize": self.config["page_size"],
                 }
                 response = self.call(ACTIVITIES_PATH, params)
-                rows += [row for row in page_rows(response) if isinstance(row, dict)]
+                rows = [row for row in page_rows(response) if isinstance(row, dict)]
+                changed |= feed.changed_ids(rows)
+                merges += [merge for row in rows for merge in feed.merges(row)]
+                dates = [
+                    parse_datetime(str(row["activityDate"]))
+                    for row in rows
+                    if row.get("activityDate")
+                ]
+                latest = max([*dates, *([latest] if latest else [])], default=None)
                 body = envelope(response)
                 following = body.get("nextPageToken")
                 if not body.get("moreResult") or not following or following == token:
                     break
                 token = str(following)
-        return rows
+        return changed, merges, latest
 
     def _read(self, ids: list[int]) -> Iterable[dict[str, t.Any]]:
         types = {field.name: field.data_type for field in self.fields}
