@@ -124,6 +124,9 @@ class LeadDatabase:
             if world.type_id[i] == cat.NEW_LEAD:
                 self._created[world.lead[i]] = world.event[i]
         self._cache: tuple[int, dict[int, dict[str, Any]]] | None = None
+        #: per lead, the time of its latest field change of any kind (the bulk updatedAt
+        #: filter's notion, which custom fields move too)
+        self.touched: dict[int, int] = {}
 
     def at(self, now: datetime) -> dict[int, dict[str, Any]]:
         """Every lead that exists at ``now``, by id (ground truth for tests)."""
@@ -132,6 +135,7 @@ class LeadDatabase:
         if self._cache is not None and self._cache[0] == end:
             return self._cache[1]
         leads = {lead: _base(lead, created) for lead, created in self._created.items()}
+        self.touched = dict(self._created)
         gone: set[int] = set()
         rows = sorted((i for i in range(end) if world.type_id[i] in _FOLDED), key=self._order)
         for i in rows:
@@ -173,6 +177,7 @@ class LeadDatabase:
             return
         else:
             return
+        self.touched[lead] = max(self.touched[lead], world.event[i])
         if standard:
             record["updatedAt"] = max(record["updatedAt"], when)
 
@@ -231,6 +236,31 @@ def leads(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
         found = [lead for lead in db.values() if lead["email"] in wanted]
     result = [{name: lead[name] for name in ("id", *fields)} for lead in found]
     return {"success": True, "result": result}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "null"  # empty bulk values arrive as the literal null (MARKETO_LEADS.md §9)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def export_rows(
+    world: World, at: datetime, lead_filter: tuple[str, int, int], fields: tuple[str, ...]
+) -> list[list[str]]:
+    """A lead export's CSV rows: leads created (or last changed) in the filter's span."""
+    db = _DATABASES.get(world)
+    if db is None:
+        db = _DATABASES[world] = LeadDatabase(world)
+    leads = db.at(at)
+    kind, start, end = lead_filter
+    moment = db._created if kind == "createdAt" else db.touched
+    return [
+        [_cell(lead[name]) for name in fields]
+        for lead_id, lead in sorted(leads.items())
+        if start <= moment[lead_id] <= end
+    ]
 
 
 ROUTES: dict[str, Callable[[MarketoSimulator, Params], dict[str, Any]]] = {
