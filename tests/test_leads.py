@@ -32,7 +32,7 @@ from tap_marketo_activities.simulator.leads import FIELDS, database
 
 # Written out, not imported: the test must fail if the tap stops reading one of these.
 CHANGE_TYPES = {12, 13, 21, 22, 23, 32, 100, 101, 108}
-START = "2024-04-12T12:00:00Z"
+START = "2023-01-01T00:00:00Z"  # before every lead of the world was created
 FIRST_NOW, SECOND_NOW = "2024-04-12T14:00:00Z", "2024-04-12T17:00:00Z"
 
 
@@ -52,7 +52,14 @@ def changed(sim: MarketoSimulator, since: str, now: str) -> dict[int, set[int]]:
 
 
 def leads_config(sim: MarketoSimulator, **overrides) -> dict:
-    return sim_config(sim, leads_stream=True, start_date=START, **overrides)
+    return sim_config(
+        sim,
+        leads_stream=True,
+        start_date=START,
+        bulk_poll_seconds=0.05,
+        max_calls_per_20s=100,
+        **overrides,
+    )
 
 
 # ------------------------------------------------------------------------ pure parts
@@ -215,10 +222,11 @@ def test_first_run_then_next_run_deliver_every_changed_lead_once_with_its_values
     first = run_tap(leads_config(sim))
     assert first.returncode == 0, first.stderr[-2000:]
     truth = database(sim).at(sim.clock.now())
-    expected = {lead for lead in changed(sim, START, FIRST_NOW) if lead in truth}
     ids = [r["id"] for r in first.records["leads"]]
-    assert sorted(ids) == sorted(expected)
+    assert sorted(ids) == sorted(truth), "the first sync is every lead, each once"
     assert_current(first.records["leads"], sim)
+    assert "/rest/v1/leads.json" not in sim.counters.calls_by_path, "bulk, not REST"
+    assert first.state["bookmarks"]["leads"] == {"replication_key_value": FIRST_NOW}
     assert set(first.schemas["leads"]["properties"]) == {name for name, *_ in FIELDS}
     bookmark = first.state["bookmarks"]["leads"]["replication_key_value"]
 
@@ -265,6 +273,7 @@ def test_a_run_killed_while_writing_leads_loses_none(simulator, run_tap, tmp_pat
     assert 0 < len(killed_leads) < len(whole.records["leads"])
     state = [m["value"] for m in written if m["type"] == "STATE"][-1]
     assert "replication_key_value" not in state["bookmarks"].get("leads", {})
+    assert state["bookmarks"]["leads"]["created_until"] > START, "resumes after a window"
     resumed = run_tap(leads_config(sim), state=state)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     delivered = Counter(r["id"] for r in [*(m["record"] for m in killed_leads)])

@@ -18,10 +18,13 @@ from urllib.parse import urlencode
 from singer_sdk import typing as th
 from typing_extensions import override
 
+from tap_marketo_activities.bulk.tap_transport import StreamBulkTransport
+from tap_marketo_activities.bulk.windows import plan_windows
 from tap_marketo_activities.client import MarketoStream
 from tap_marketo_activities.envelope import envelope, page_rows
 from tap_marketo_activities.errors import ConfigError, MarketoError
 from tap_marketo_activities.leads import feed
+from tap_marketo_activities.leads.export import LeadExportJobs, export_window
 from tap_marketo_activities.leads.schema import (
     Field,
     choose,
@@ -110,8 +113,11 @@ class LeadsStream(MarketoStream):
         state = self.get_context_state(None)
         saved = state.get("replication_key_value")
         bookmark = parse_datetime(saved) if isinstance(saved, str) else None
+        if bookmark is None:
+            yield from self._first_sync(state)
+            return
         lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
-        since = bookmark - lookback if bookmark else self.tap.start_date
+        since = bookmark - lookback
         changed, merges, latest = self._feed(since)
         self.logger.info(
             "leads: %d changed leads and %d merges in activities since %s",
@@ -121,9 +127,57 @@ class LeadsStream(MarketoStream):
         )
         yield from self._read(sorted(changed))
         self._write_merges(merges)
-        if latest is not None and (bookmark is None or latest > bookmark):
+        if latest is not None and latest > bookmark:
             state["replication_key_value"] = format_datetime(latest)
             self.tap.state_writer.write_state(self.tap_state)
+
+    def _first_sync(self, state: dict[str, t.Any]) -> Iterable[dict[str, t.Any]]:
+        """Every lead created from start_date to the first run's start, by bulk export.
+
+        Progress is the end of the last window written (``created_until``); the feed's
+        bookmark becomes the first run's start (``backfill_started``) once every window is
+        written, so changes made while a long backfill ran (and resumed) are read next run.
+        """
+        started_text = state.get("backfill_started")
+        started = (
+            parse_datetime(started_text)
+            if isinstance(started_text, str)
+            else self.api.now().replace(microsecond=0)
+        )
+        state["backfill_started"] = format_datetime(started)
+        until = state.get("created_until")
+        begin = parse_datetime(until) if isinstance(until, str) else self.tap.start_date
+        fields = self.fields
+        if "createdAt" not in {field.name for field in fields}:
+            fields = [*fields, Field("createdAt", "datetime")]  # to keep each lead in one window
+        wanted = {field.name for field in self.fields}
+        transport = StreamBulkTransport(self)
+        jobs = LeadExportJobs(transport, clock=self.api.now)
+        windows = plan_windows(begin, started)
+        self.logger.info(
+            "leads: first sync by bulk lead export, %d createdAt windows from %s to %s",
+            len(windows),
+            format_datetime(begin),
+            format_datetime(started),
+        )
+        for window in windows:
+            rows = export_window(
+                jobs,
+                transport,
+                window,
+                fields,
+                poll_s=float(self.config["bulk_poll_seconds"]),
+            )
+            for row in rows:
+                created = row.get("createdAt")
+                if created is None or window.contains(parse_datetime(created)):
+                    yield {name: value for name, value in row.items() if name in wanted}
+            state["created_until"] = format_datetime(window.end)
+            self.tap.state_writer.write_state(self.tap_state)
+        state.pop("created_until", None)
+        state.pop("backfill_started", None)
+        state["replication_key_value"] = format_datetime(started)
+        self.tap.state_writer.write_state(self.tap_state)
 
     def _feed(self, since: dt.datetime) -> tuple[set[int], list[feed.Merge], dt.datetime | None]:
         """Changed ids, merges and the latest ``activityDate`` of the change types' rows

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from . import catalog as cat
+from .clock import to_epoch
 from .endpoints import ApiError, _single, _values
 from .render import lead_field_change, mix, person_name, render_activity
 
@@ -118,12 +119,12 @@ class LeadDatabase:
         for i in range(len(world)):
             lead = world.lead[i]
             first[lead] = min(first.get(lead, world.event[i]), world.event[i])
-        #: created one to 900 days before its first activity, unless a New Lead row says when
-        self._created = {lead: ts - (1 + mix(lead, 9) % 900) * _DAY for lead, ts in first.items()}
+        #: created one to 400 days before its first activity, unless a New Lead row says when
+        self._created = {lead: ts - (1 + mix(lead, 9) % 400) * _DAY for lead, ts in first.items()}
         for i in range(len(world)):
             if world.type_id[i] == cat.NEW_LEAD:
                 self._created[world.lead[i]] = world.event[i]
-        self._cache: tuple[int, dict[int, dict[str, Any]]] | None = None
+        self._cache: tuple[tuple[int, int], dict[int, dict[str, Any]]] | None = None
         #: per lead, the time of its latest field change of any kind (the bulk updatedAt
         #: filter's notion, which custom fields move too)
         self.touched: dict[int, int] = {}
@@ -132,17 +133,19 @@ class LeadDatabase:
         """Every lead that exists at ``now``, by id (ground truth for tests)."""
         world = self.world
         end = world.visible_end(now)
-        if self._cache is not None and self._cache[0] == end:
+        if self._cache is not None and self._cache[0] == (end, to_epoch(now)):
             return self._cache[1]
-        leads = {lead: _base(lead, created) for lead, created in self._created.items()}
-        self.touched = dict(self._created)
+        moment = to_epoch(now)  # a lead exists from its creation on
+        created = {lead: ts for lead, ts in self._created.items() if ts <= moment}
+        leads = {lead: _base(lead, ts) for lead, ts in created.items()}
+        self.touched = dict(created)
         gone: set[int] = set()
         rows = sorted((i for i in range(end) if world.type_id[i] in _FOLDED), key=self._order)
         for i in rows:
             self._apply(leads, gone, i)
         for lead in gone:
             leads.pop(lead, None)
-        self._cache = (end, leads)
+        self._cache = ((end, to_epoch(now)), leads)
         return leads
 
     def _order(self, i: int) -> tuple[int, int]:
