@@ -57,6 +57,7 @@ def leads_config(sim: MarketoSimulator, **overrides) -> dict:
         leads_stream=True,
         start_date=START,
         bulk_poll_seconds=0.05,
+        backfill_method="rest",  # the activities' own backfill is another test file's
         max_calls_per_20s=100,
         **overrides,
     )
