@@ -303,3 +303,42 @@ def test_falls_back_to_describe_when_describe2_fails(simulator, run_tap):
     assert set(run.schemas["leads"]["properties"]) < {name for name, *_ in FIELDS}
     assert run.records["leads"]
     json.dumps(run.records["leads"])
+
+
+def test_with_the_bulk_updated_at_filter_the_next_run_exports_what_changed(simulator, run_tap):
+    sim = simulator(world(), now=FIRST_NOW)
+    first = run_tap(leads_config(sim))
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "no bulk updatedAt filter (1035)" not in first.stderr  # the first sync does not ask
+    sim.bulk.lead_updated_at_filter = True
+    sim.clock.set(SECOND_NOW)
+    sim.reset_counters()
+    second = run_tap(leads_config(sim), state=first.state)
+    assert second.returncode == 0, second.stderr[-2000:]
+    db = database(sim)
+    truth = db.at(sim.clock.now())
+    since = parse_datetime(FIRST_NOW) - timedelta(minutes=60)
+    touched = {lead for lead, ts in db.touched.items() if ts >= since.timestamp()} & set(truth)
+    by_feed = {lead for lead in changed(sim, since.isoformat(), SECOND_NOW) if lead in truth}
+    ids = [r["id"] for r in second.records["leads"]]
+    assert len(ids) == len(set(ids)), "each lead once"
+    assert set(ids) == touched | by_feed
+    assert by_feed <= touched, "every change the activities show moves the filter's updatedAt"
+    assert_current(second.records["leads"], sim)
+    # only the ids the activities name and the export lacks (gone ones) are asked by REST
+    assert sim.counters.calls_by_path.get("/rest/v1/leads.json", 0) <= 1
+    assert "no longer exist (deleted or merged away)" in second.stderr
+
+
+def test_without_the_filter_the_probe_answers_1035_and_activities_name_the_leads(
+    simulator, run_tap
+):
+    sim = simulator(world(), now=FIRST_NOW)
+    first = run_tap(leads_config(sim))
+    assert first.returncode == 0, first.stderr[-2000:]
+    sim.clock.set(SECOND_NOW)
+    second = run_tap(leads_config(sim), state=first.state)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "no bulk updatedAt filter (1035)" in second.stderr
+    assert second.records["leads"]
+    assert_current(second.records["leads"], sim)

@@ -11,15 +11,18 @@ lost). ``merged_leads`` rows are written by the same pass, from Merge Leads acti
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import typing as t
+from functools import cached_property
 from urllib.parse import urlencode
 
 from singer_sdk import typing as th
 from typing_extensions import override
 
+from tap_marketo_activities.bulk.errors import BulkApiError
 from tap_marketo_activities.bulk.tap_transport import StreamBulkTransport
-from tap_marketo_activities.bulk.windows import plan_windows
+from tap_marketo_activities.bulk.windows import Window, plan_windows
 from tap_marketo_activities.client import MarketoStream
 from tap_marketo_activities.envelope import envelope, page_rows
 from tap_marketo_activities.errors import ConfigError, MarketoError
@@ -125,11 +128,57 @@ class LeadsStream(MarketoStream):
             len(merges),
             format_datetime(since),
         )
-        yield from self._read(sorted(changed))
+        started = self.api.now().replace(microsecond=0)
+        exported: set[int] = set()
+        if self._updated_at_filter():
+            # Every field change moves the bulk filter's notion of updatedAt, custom and
+            # system fields included: the export sees what no activity shows.
+            for window in plan_windows(since, started):
+                rows = export_window(
+                    self._jobs,
+                    self._transport,
+                    window,
+                    self.fields,
+                    kind="updatedAt",
+                    poll_s=float(self.config["bulk_poll_seconds"]),
+                )
+                for row in rows:
+                    if row["id"] not in exported:
+                        exported.add(row["id"])
+                        yield row
+            latest = max(latest or started, started)
+        yield from self._read(sorted(changed - exported))
         self._write_merges(merges)
         if latest is not None and latest > bookmark:
             state["replication_key_value"] = format_datetime(latest)
             self.tap.state_writer.write_state(self.tap_state)
+
+    @cached_property
+    def _transport(self) -> StreamBulkTransport:
+        return StreamBulkTransport(self)
+
+    @cached_property
+    def _jobs(self) -> LeadExportJobs:
+        return LeadExportJobs(self._transport, clock=self.api.now)
+
+    def _updated_at_filter(self) -> bool:
+        """Probe once per run: a one-second updatedAt job; 1035 means the filter is missing."""
+        moment = self.api.now().replace(microsecond=0)
+        try:
+            job = self._jobs.create_leads(
+                Window(moment - dt.timedelta(seconds=1), moment), ["id"], "updatedAt"
+            )
+        except BulkApiError as exc:
+            if exc.code != "1035":
+                raise
+            self.logger.info(
+                "leads: this instance has no bulk updatedAt filter (1035); reading the leads "
+                "the activities name"
+            )
+            return False
+        with contextlib.suppress(BulkApiError):
+            self._jobs.cancel(job.export_id)  # never enqueued: it holds no queue place
+        return True
 
     def _first_sync(self, state: dict[str, t.Any]) -> Iterable[dict[str, t.Any]]:
         """Every lead created from start_date to the first run's start, by bulk export.
@@ -151,8 +200,7 @@ class LeadsStream(MarketoStream):
         if "createdAt" not in {field.name for field in fields}:
             fields = [*fields, Field("createdAt", "datetime")]  # to keep each lead in one window
         wanted = {field.name for field in self.fields}
-        transport = StreamBulkTransport(self)
-        jobs = LeadExportJobs(transport, clock=self.api.now)
+        transport, jobs = self._transport, self._jobs
         windows = plan_windows(begin, started)
         self.logger.info(
             "leads: first sync by bulk lead export, %d createdAt windows from %s to %s",
