@@ -342,3 +342,13 @@ def test_without_the_filter_the_probe_answers_1035_and_activities_name_the_leads
     assert "no bulk updatedAt filter (1035)" in second.stderr
     assert second.records["leads"]
     assert_current(second.records["leads"], sim)
+
+
+def test_a_leads_state_that_is_not_a_date_names_the_field(simulator, run_tap):
+    sim = simulator(world(), now=FIRST_NOW)
+    state = {"bookmarks": {"leads": {"created_until": "last tuesday"}}}
+    run = run_tap(leads_config(sim), state=state)
+    assert run.returncode != 0
+    assert "field 'created_until' is 'last tuesday', not an ISO 8601 date-time" in run.stderr
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert not run.records["leads"]

@@ -25,7 +25,7 @@ from tap_marketo_activities.bulk.tap_transport import StreamBulkTransport
 from tap_marketo_activities.bulk.windows import Window, plan_windows
 from tap_marketo_activities.client import MarketoStream
 from tap_marketo_activities.envelope import envelope, page_rows
-from tap_marketo_activities.errors import ConfigError, MarketoError
+from tap_marketo_activities.errors import ConfigError, MarketoError, StateError
 from tap_marketo_activities.leads import feed
 from tap_marketo_activities.leads.export import LeadExportJobs, export_window
 from tap_marketo_activities.leads.schema import (
@@ -61,6 +61,22 @@ def describe_fields(stream: MarketoStream) -> list[Field]:
         stream.logger.warning("describe2.json failed (%s); reading describe.json instead", exc)
         fields = []
     return fields or fields_from_describe(stream.fetch_result("/v1/leads/describe.json"))
+
+
+def state_time(state: dict[str, t.Any], key: str) -> dt.datetime | None:
+    """A date-time the leads state holds, or None; a value that is not one names the field."""
+    value = state.get(key)
+    if value is None:
+        return None
+    try:
+        return parse_datetime(str(value))
+    except ValueError:
+        msg = (
+            f"State for stream 'leads': field '{key}' is {str(value)[:60]!r}, not an ISO 8601 "
+            "date-time. Pass the state this tap last emitted, or remove the leads entry to "
+            "sync the leads from start_date again."
+        )
+        raise StateError(msg) from None
 
 
 def chosen_fields(stream: MarketoStream, wanted: list[str] | None) -> list[Field]:
@@ -114,8 +130,7 @@ class LeadsStream(MarketoStream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """Read the change feed, then the changed leads by id; then move the bookmark."""
         state = self.get_context_state(None)
-        saved = state.get("replication_key_value")
-        bookmark = parse_datetime(saved) if isinstance(saved, str) else None
+        bookmark = state_time(state, "replication_key_value")
         if bookmark is None:
             yield from self._first_sync(state)
             return
@@ -187,15 +202,9 @@ class LeadsStream(MarketoStream):
         bookmark becomes the first run's start (``backfill_started``) once every window is
         written, so changes made while a long backfill ran (and resumed) are read next run.
         """
-        started_text = state.get("backfill_started")
-        started = (
-            parse_datetime(started_text)
-            if isinstance(started_text, str)
-            else self.api.now().replace(microsecond=0)
-        )
+        started = state_time(state, "backfill_started") or self.api.now().replace(microsecond=0)
         state["backfill_started"] = format_datetime(started)
-        until = state.get("created_until")
-        begin = parse_datetime(until) if isinstance(until, str) else self.tap.start_date
+        begin = state_time(state, "created_until") or self.tap.start_date
         fields = self.fields
         if "createdAt" not in {field.name for field in fields}:
             fields = [*fields, Field("createdAt", "datetime")]  # to keep each lead in one window
