@@ -29,7 +29,8 @@ MAX_TYPES_PER_GROUP = 10
 MAX_TYPE_ID = 2**31 - 1
 
 INCREMENTAL_STREAMS = ("activities", "lead_changes", "deleted_leads")
-STREAMS = ("activity_types", *INCREMENTAL_STREAMS)
+#: leads and merged_leads exist when leads_stream is on (leads/streams.py).
+STREAMS = ("activity_types", *INCREMENTAL_STREAMS, "leads", "merged_leads")
 TOP_LEVEL_KEYS = frozenset({"bookmarks", "currently_syncing"})
 #: The per-type tables (typed.py): the SDK keeps an entry for each; their progress is the
 #: `activities` partitions', so nothing in the entry is read.

@@ -28,6 +28,7 @@ from tap_marketo_activities.errors import (
     StateError,
 )
 from tap_marketo_activities.incremental import lateness_warning
+from tap_marketo_activities.leads.streams import LeadsStream, MergedLeadsStream
 from tap_marketo_activities.logs import log_gauge, quiet_metrics, quiet_sdk_notices
 from tap_marketo_activities.prefetch import Prefetcher
 from tap_marketo_activities.settings import (
@@ -134,6 +135,22 @@ class TapMarketoActivities(Tap):
             default=DEFAULT_LEAD_CHANGE_FIELDS,
             title="Lead change fields",
             description="Lead fields (REST API names) whose changes lead_changes reads.",
+        ),
+        th.Property(
+            "leads_stream",
+            th.BooleanType,
+            default=False,
+            title="Leads stream",
+            description=(
+                "Add the leads and merged_leads streams: leads the activities say changed, "
+                "read by id (one describe2 call per run, one call per 300 changed leads)."
+            ),
+        ),
+        th.Property(
+            "lead_fields",
+            th.ArrayType(th.StringType),
+            title="Lead fields",
+            description="Lead fields (REST API names) the leads stream reads; default: all.",
         ),
         th.Property(
             "lookback_minutes",
@@ -481,6 +498,9 @@ class TapMarketoActivities(Tap):
             LeadChangesStream(self),
             DeletedLeadsStream(self),
         ]
+        if self.config.get("leads_stream"):
+            merged = MergedLeadsStream(self)
+            streams += [LeadsStream(self, merged), merged]
         types = self.activity_types()
         names = stream_names(types)
         reserved = [*COMMON_FIELDS, EXTRA_ATTRIBUTES]

@@ -25,6 +25,8 @@ SHAPE_BY_PATH = {
     "/rest/v1/activities/pagingtoken.json": "ResponseOfVoid",
     "/rest/v1/stats/usage.json": "ResponseOfUsageData",
     "/rest/v1/leads/describe.json": "ResponseOfLeadAttribute",
+    "/rest/v1/leads/describe2.json": "ResponseOfLeadAttribute2",
+    "/rest/v1/leads.json": "ResponseOfLead",
     "/identity/oauth/token": "ResponseOfIdentity",
 }
 

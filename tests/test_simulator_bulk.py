@@ -304,8 +304,8 @@ def test_bad_requests_answer_with_marketo_errors(sim, bulk):
     assert sim.counters.calls_by_path[f"{EXPORT}/create.json"] == 4
 
 
-def test_a_lead_export_is_refused_without_creating_a_job(sim, bulk):
-    """No lead database: an updatedAt filter answers 1035 (Stitch's probe), others 1003."""
+def test_a_lead_export_answers_1035_for_updated_at_and_makes_a_job_by_created_at(sim, bulk):
+    """updatedAt answers 1035 unless the instance has it (Stitch's probe); createdAt a job."""
     leads = "/bulk/v1/leads/export/create.json"
     probe = {
         "format": "CSV",
@@ -316,15 +316,16 @@ def test_a_lead_export_is_refused_without_creating_a_job(sim, bulk):
         "1035",
         "Unsupported filter type for target subscription: updatedAt",
     )
+    assert sim.bulk.statuses() == {}
+    unknown = {"format": "CSV", "fields": ["nickname"], "filter": {"createdAt": WINDOW}}
+    assert error_of(bulk.call("POST", leads, json=unknown))[0] == "1003"
     by_creation = {"format": "CSV", "fields": ["id"], "filter": {"createdAt": WINDOW}}
-    assert error_of(bulk.call("POST", leads, json=by_creation)) == (
-        "1003",
-        "Lead exports are not simulated (no lead database)",
-    )
+    created = bulk.call("POST", leads, json=by_creation)
+    assert created["success"], created
+    assert list(sim.bulk.statuses().values()) == ["Created"]
     assert error_of(bulk.call("POST", leads, data=b"{not json"))[0] == "609"
     assert error_of(bulk.call("GET", leads))[0] == "610"
-    assert sim.bulk.statuses() == {}
-    assert sim.counters.calls_by_path[leads] == 4
+    assert sim.counters.calls_by_path[leads] == 5
 
 
 def test_bulk_calls_count_toward_the_daily_call_quota(sim, bulk):

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import catalog as cat
+from . import leads as lead_db
 from .clock import parse_datetime, to_epoch
 from .limits import quota_day
 from .render import render_activity
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
     from .world import World
 
 PREFIX = "/bulk/v1/activities/export"
-#: Lead exports are not simulated; this path answers only why (see ``leads_create``).
+#: Lead exports by createdAt/updatedAt, from the lead database (``leads.py``).
 LEADS_CREATE = "/bulk/v1/leads/export/create.json"
 MAX_SPAN = timedelta(days=31)
 COLUMNS = (
@@ -77,7 +78,9 @@ COLUMNS = (
     "primaryAttributeValue",
     "attributes",
 )
-_JOB_PATH = re.compile(rf"^{PREFIX}/([0-9a-f-]{{36}})/(enqueue|status|file|cancel)\.json$")
+_JOB_PATH = re.compile(
+    rf"^(?:{PREFIX}|/bulk/v1/leads/export)/([0-9a-f-]{{36}})/(enqueue|status|file|cancel)\.json$"
+)
 _WRITE_BLOCK = 5000
 
 
@@ -108,6 +111,8 @@ class Job:
     checksum: str | None = None
     path: Path | None = None
     error: str | None = None
+    #: a lead export's filter: ("createdAt" or "updatedAt", start, end) in epoch seconds
+    lead_filter: tuple[str, int, int] | None = None
     written: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def as_json(self, sim_bulk: BulkExports) -> dict[str, Any]:
@@ -172,6 +177,8 @@ class BulkExports:
     short_rows: int = 0
     invalid_utf8_rows: int = 0
     big_field_chars: int = 0
+    #: False: the lead export's updatedAt filter answers 1035 (not in every subscription)
+    lead_updated_at_filter: bool = False
     write_wait_s: float = 2.0
     jobs: dict[str, Job] = field(default_factory=dict)
     used_bytes: int = 0
@@ -258,21 +265,47 @@ class BulkExports:
             return {"success": True, "result": [job.as_json(self)]}
 
     def leads_create(self, sim: MarketoSimulator, owner: str, raw_body: bytes) -> dict[str, Any]:
-        """Refuse a lead export: the simulator has no lead database.
+        """A lead export job by ``createdAt`` or ``updatedAt`` (one filter, at most 31 days).
 
-        An ``updatedAt`` filter answers 1035, as an instance without that filter does
-        (Stitch's tap-marketo creates such a job to find out whether it may filter leads by
-        ``updatedAt``, and reads 1035 as "no"); any other request answers 1003. Never a job.
+        ``updatedAt`` answers 1035 unless ``lead_updated_at_filter`` is on, as an instance
+        without that filter does (Stitch's tap-marketo probes it and reads 1035 as "no").
         """
-        del sim, owner
         try:
             body = json.loads(raw_body or b"{}")
         except ValueError:
             raise BulkError("609", cat.error_message("609")) from None
         flt = body.get("filter") if isinstance(body, dict) else None
-        if isinstance(flt, dict) and "updatedAt" in flt:
+        if not isinstance(flt, dict) or len(flt) != 1:
+            raise BulkError("1003", "filter: exactly one filter type is required")
+        kind, span = next(iter(flt.items()))
+        if kind == "updatedAt" and not self.lead_updated_at_filter:
             raise BulkError("1035", cat.error_message("1035", name="updatedAt"))
-        raise BulkError("1003", "Lead exports are not simulated (no lead database)")
+        if kind not in ("createdAt", "updatedAt") or not isinstance(span, dict):
+            raise BulkError("1003", f"Unsupported filter '{kind}' (simulated: createdAt/updatedAt)")
+        try:
+            start = parse_datetime(str(span["startAt"]))
+            end = parse_datetime(str(span["endAt"]))
+        except (KeyError, ValueError):
+            raise BulkError("1003", f"Invalid {kind}: startAt and endAt are required") from None
+        if end < start or end - start > MAX_SPAN:
+            raise BulkError("1003", f"{kind} span must be between 0 and 31 days")
+        fields = body.get("fields")
+        if not isinstance(fields, list) or not fields:
+            raise BulkError("1003", "fields is required")
+        unknown = [f for f in fields if f not in lead_db.FIELD_NAMES]
+        if unknown:
+            raise BulkError("1003", f"Invalid fields {unknown}")
+        with self._lock:
+            job = self._new_job(
+                owner,
+                sim.clock.now(),
+                to_epoch(start),
+                to_epoch(end),
+                types=frozenset(),
+                fields=tuple(fields),
+            )
+            job.lead_filter = (kind, to_epoch(start), to_epoch(end))
+            return {"success": True, "result": [job.as_json(self)]}
 
     def enqueue(self, sim: MarketoSimulator, owner: str, export_id: str) -> dict[str, Any]:
         now = sim.clock.now()
@@ -446,6 +479,8 @@ class BulkExports:
             job.written.set()
 
     def _write_file(self, world: World, job: Job, at: datetime, path: Path) -> tuple[int, int, str]:
+        if job.lead_filter is not None:
+            return self._write_leads(world, job, at, path)
         digest = hashlib.sha256()
         count = 0
         types = job.type_ids or frozenset(cat.DEFAULT_ACTIVITY_TYPE_IDS)
@@ -483,6 +518,22 @@ class BulkExports:
             out.write(data)
             digest.update(data)
         return announced, path.stat().st_size, "sha256:" + digest.hexdigest()
+
+    def _write_leads(
+        self, world: World, job: Job, at: datetime, path: Path
+    ) -> tuple[int, int, str]:
+        assert job.lead_filter is not None
+        rows = lead_db.export_rows(world, at, job.lead_filter, job.fields)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(job.fields)
+        count = 0
+        for cells in rows:
+            writer.writerow(cells)
+            count += 1
+        data = buffer.getvalue().encode()
+        path.write_bytes(data)
+        return count, len(data), "sha256:" + hashlib.sha256(data).hexdigest()
 
     def _cells(self, world: World, i: int, fields: tuple[str, ...]) -> list[str]:
         row = render_activity(world, i)

@@ -34,6 +34,7 @@ from .counters import CounterBook, Counters
 from .endpoints import ROUTES, ApiError, Params
 from .faults import HTTP_STATUS_KINDS, Faults, FaultScript
 from .identity import AccessTokens
+from .leads import ROUTES as LEAD_ROUTES
 from .limits import Limits
 from .world import World
 
@@ -321,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self._within_limits(in_flight):
             return
-        handler = ROUTES.get(path)
+        handler = ROUTES.get(path) or LEAD_ROUTES.get(path)
         if handler is None:
             self._error("610")
             return

@@ -1,0 +1,326 @@
+"""The ``leads`` and ``merged_leads`` streams.
+
+``leads`` reads which leads changed from the activity types that change lead fields
+(``feed.CHANGE_TYPES``), from its bookmark minus the lookback, then reads those leads by id,
+300 a call, always as ``POST leads.json?_method=GET`` (a full-width field list passes 8 KB).
+A lead missing from the answer was deleted or merged away: it is logged, not emitted. The
+bookmark (the latest ``activityDate`` read) moves only after every changed lead has been
+written, so a run killed midway re-reads the same changes next time (at least once, never
+lost). ``merged_leads`` rows are written by the same pass, from Merge Leads activities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import typing as t
+from functools import cached_property
+from urllib.parse import urlencode
+
+from singer_sdk import typing as th
+from typing_extensions import override
+
+from tap_marketo_activities.bulk.errors import BulkApiError
+from tap_marketo_activities.bulk.tap_transport import StreamBulkTransport
+from tap_marketo_activities.bulk.windows import Window, plan_windows
+from tap_marketo_activities.client import MarketoStream
+from tap_marketo_activities.envelope import envelope, page_rows
+from tap_marketo_activities.errors import ConfigError, MarketoError, StateError
+from tap_marketo_activities.leads import feed
+from tap_marketo_activities.leads.export import LeadExportJobs, export_window
+from tap_marketo_activities.leads.schema import (
+    Field,
+    choose,
+    conform,
+    fields_from_describe,
+    fields_from_describe2,
+    lead_schema,
+)
+from tap_marketo_activities.output import write_record, write_schema
+from tap_marketo_activities.records import format_datetime, parse_datetime
+from tap_marketo_activities.transport import FORM_CONTENT_TYPE
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import requests
+    from singer_sdk.helpers.types import Context
+
+    from tap_marketo_activities.tap import TapMarketoActivities
+
+IDS_PER_CALL = 300
+MAX_TYPES_PER_CALL = 10
+ACTIVITIES_PATH = "/v1/activities.json"
+
+
+def describe_fields(stream: MarketoStream) -> list[Field]:
+    """describe2.json's fields, or describe.json's where describe2 fails or is empty."""
+    try:
+        fields = fields_from_describe2(stream.fetch_result("/v1/leads/describe2.json"))
+    except MarketoError as exc:
+        stream.logger.warning("describe2.json failed (%s); reading describe.json instead", exc)
+        fields = []
+    return fields or fields_from_describe(stream.fetch_result("/v1/leads/describe.json"))
+
+
+def state_time(state: dict[str, t.Any], key: str) -> dt.datetime | None:
+    """A date-time the leads state holds, or None; a value that is not one names the field."""
+    value = state.get(key)
+    if value is None:
+        return None
+    try:
+        return parse_datetime(str(value))
+    except ValueError:
+        msg = (
+            f"State for stream 'leads': field '{key}' is {str(value)[:60]!r}, not an ISO 8601 "
+            "date-time. Pass the state this tap last emitted, or remove the leads entry to "
+            "sync the leads from start_date again."
+        )
+        raise StateError(msg) from None
+
+
+def chosen_fields(stream: MarketoStream, wanted: list[str] | None) -> list[Field]:
+    """The described fields that ``lead_fields`` names (all when unset)."""
+    described = describe_fields(stream)
+    try:
+        return choose(described, wanted)
+    except ValueError as exc:
+        msg = (
+            f"lead_fields names fields this instance does not have: {exc}. Use REST API "
+            "names as /rest/v1/leads/describe2.json lists them, or unset lead_fields."
+        )
+        raise ConfigError(msg) from None
+
+
+class MergedLeadsStream(MarketoStream):
+    """Leads merged away: loser id, winner id and merge time (from Merge Leads activities)."""
+
+    name = "merged_leads"
+    path = ACTIVITIES_PATH
+    primary_keys = ("loserId", "winnerId")
+    replication_key = None
+    schema = th.PropertiesList(
+        th.Property("loserId", th.IntegerType, required=True),
+        th.Property("winnerId", th.IntegerType, required=True),
+        th.Property("mergedAt", th.DateTimeType, required=True),
+        th.Property("marketoGUID", th.StringType, description="The Merge Leads activity"),
+    ).to_dict()
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Nothing of its own: the ``leads`` pass writes these rows."""
+        return iter(())
+
+
+class LeadsStream(MarketoStream):
+    """Every lead field (or ``lead_fields``), for each lead the change feed names."""
+
+    name = "leads"
+    path = "/v1/leads.json"
+    primary_keys = ("id",)
+    replication_key = None
+
+    def __init__(self, tap: TapMarketoActivities, merged: MergedLeadsStream) -> None:
+        self.merged = merged
+        #: described once per run, through the sibling stream (this one is not built yet)
+        self.fields = chosen_fields(merged, tap.config.get("lead_fields"))
+        super().__init__(tap, schema=lead_schema(self.fields))
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Read the change feed, then the changed leads by id; then move the bookmark."""
+        state = self.get_context_state(None)
+        bookmark = state_time(state, "replication_key_value")
+        if bookmark is None:
+            yield from self._first_sync(state)
+            return
+        lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
+        since = bookmark - lookback
+        changed, merges, latest = self._feed(since)
+        self.logger.info(
+            "leads: %d changed leads and %d merges in activities since %s",
+            len(changed),
+            len(merges),
+            format_datetime(since),
+        )
+        started = self.api.now().replace(microsecond=0)
+        exported: set[int] = set()
+        if self._updated_at_filter():
+            # Every field change moves the bulk filter's notion of updatedAt, custom and
+            # system fields included: the export sees what no activity shows.
+            for window in plan_windows(since, started):
+                rows = export_window(
+                    self._jobs,
+                    self._transport,
+                    window,
+                    self.fields,
+                    kind="updatedAt",
+                    poll_s=float(self.config["bulk_poll_seconds"]),
+                )
+                for row in rows:
+                    if row["id"] not in exported:
+                        exported.add(row["id"])
+                        yield row
+            latest = max(latest or started, started)
+        yield from self._read(sorted(changed - exported))
+        self._write_merges(merges)
+        if latest is not None and latest > bookmark:
+            state["replication_key_value"] = format_datetime(latest)
+            self.tap.state_writer.write_state(self.tap_state)
+
+    @cached_property
+    def _transport(self) -> StreamBulkTransport:
+        return StreamBulkTransport(self)
+
+    @cached_property
+    def _jobs(self) -> LeadExportJobs:
+        return LeadExportJobs(self._transport, clock=self.api.now)
+
+    def _updated_at_filter(self) -> bool:
+        """Probe once per run: a one-second updatedAt job; 1035 means the filter is missing."""
+        moment = self.api.now().replace(microsecond=0)
+        try:
+            job = self._jobs.create_leads(
+                Window(moment - dt.timedelta(seconds=1), moment), ["id"], "updatedAt"
+            )
+        except BulkApiError as exc:
+            if exc.code != "1035":
+                raise
+            self.logger.info(
+                "leads: this instance has no bulk updatedAt filter (1035); reading the leads "
+                "the activities name"
+            )
+            return False
+        with contextlib.suppress(BulkApiError):
+            self._jobs.cancel(job.export_id)  # never enqueued: it holds no queue place
+        return True
+
+    def _first_sync(self, state: dict[str, t.Any]) -> Iterable[dict[str, t.Any]]:
+        """Every lead created from start_date to the first run's start, by bulk export.
+
+        Progress is the end of the last window written (``created_until``); the feed's
+        bookmark becomes the first run's start (``backfill_started``) once every window is
+        written, so changes made while a long backfill ran (and resumed) are read next run.
+        """
+        started = state_time(state, "backfill_started") or self.api.now().replace(microsecond=0)
+        state["backfill_started"] = format_datetime(started)
+        begin = state_time(state, "created_until") or self.tap.start_date
+        fields = self.fields
+        if "createdAt" not in {field.name for field in fields}:
+            fields = [*fields, Field("createdAt", "datetime")]  # to keep each lead in one window
+        wanted = {field.name for field in self.fields}
+        transport, jobs = self._transport, self._jobs
+        windows = plan_windows(begin, started)
+        self.logger.info(
+            "leads: first sync by bulk lead export, %d createdAt windows from %s to %s",
+            len(windows),
+            format_datetime(begin),
+            format_datetime(started),
+        )
+        for window in windows:
+            rows = export_window(
+                jobs,
+                transport,
+                window,
+                fields,
+                poll_s=float(self.config["bulk_poll_seconds"]),
+            )
+            for row in rows:
+                created = row.get("createdAt")
+                if created is None or window.contains(parse_datetime(created)):
+                    yield {name: value for name, value in row.items() if name in wanted}
+            state["created_until"] = format_datetime(window.end)
+            self.tap.state_writer.write_state(self.tap_state)
+        state.pop("created_until", None)
+        state.pop("backfill_started", None)
+        state["replication_key_value"] = format_datetime(started)
+        self.tap.state_writer.write_state(self.tap_state)
+
+    def _feed(self, since: dt.datetime) -> tuple[set[int], list[feed.Merge], dt.datetime | None]:
+        """Changed ids, merges and the latest ``activityDate`` of the change types' rows
+        stamped at or after ``since`` (kept as ids, not rows: a first sync reads many)."""
+        present = set(self.tap.activity_type_names())
+        types = sorted(feed.CHANGE_TYPES & present)
+        changed: set[int] = set()
+        merges: list[feed.Merge] = []
+        latest: dt.datetime | None = None
+        for start in range(0, len(types), MAX_TYPES_PER_CALL):
+            group = ",".join(map(str, types[start : start + MAX_TYPES_PER_CALL]))
+            token = self.mint_token(since)
+            while True:
+                params = {
+                    "nextPageToken": token,
+                    "activityTypeIds": group,
+                    "batchSize": self.config["page_size"],
+                }
+                response = self.call(ACTIVITIES_PATH, params)
+                rows = [row for row in page_rows(response) if isinstance(row, dict)]
+                changed |= feed.changed_ids(rows)
+                merges += [merge for row in rows for merge in feed.merges(row)]
+                dates = [
+                    parse_datetime(str(row["activityDate"]))
+                    for row in rows
+                    if row.get("activityDate")
+                ]
+                latest = max([*dates, *([latest] if latest else [])], default=None)
+                body = envelope(response)
+                following = body.get("nextPageToken")
+                if not body.get("moreResult") or not following or following == token:
+                    break
+                token = str(following)
+        return changed, merges, latest
+
+    def _read(self, ids: list[int]) -> Iterable[dict[str, t.Any]]:
+        types = {field.name: field.data_type for field in self.fields}
+        names = ",".join(types)
+        missing: list[int] = []
+        for start in range(0, len(ids), IDS_PER_CALL):
+            chunk = ids[start : start + IDS_PER_CALL]
+            response = self._post_get(
+                {"filterType": "id", "filterValues": ",".join(map(str, chunk)), "fields": names}
+            )
+            found = {}
+            for row in page_rows(response):
+                if isinstance(row, dict) and row.get("id") is not None:
+                    found[int(row["id"])] = row
+            missing += [lead for lead in chunk if lead not in found]
+            for lead in chunk:
+                if lead in found:
+                    row = found[lead]
+                    yield {name: conform(row.get(name), kind) for name, kind in types.items()}
+        if missing:
+            self.logger.warning(
+                "leads: %d changed leads no longer exist (deleted or merged away), not "
+                "emitted: %s%s",
+                len(missing),
+                ", ".join(map(str, missing[:20])),
+                " ..." if len(missing) > 20 else "",
+            )
+
+    def _post_get(self, form: dict[str, str]) -> requests.Response:
+        """``POST /rest/v1/leads.json?_method=GET`` with a form body, with retries.
+
+        ``_method=GET`` goes in the query string (Adobe's documented form): a bare POST to
+        leads.json is Sync Leads, a write.
+        """
+        request = self.build_prepared_request(
+            method="POST",
+            url=f"{self.url_base}{self.path}?_method=GET",
+            data=urlencode(form),
+            headers={"Content-Type": FORM_CONTENT_TYPE},
+        )
+        send = self.request_decorator(self._send_single)
+        return t.cast("requests.Response", send(request))
+
+    def _write_merges(self, merges: list[feed.Merge]) -> None:
+        if not merges or not self.merged.selected:
+            return
+        write_schema(self.merged)
+        for merge in merges:
+            row = {
+                "loserId": merge.loser_id,
+                "winnerId": merge.winner_id,
+                "mergedAt": format_datetime(parse_datetime(merge.merged_at)),
+                "marketoGUID": merge.marketo_guid,
+            }
+            write_record(self.merged, row)
