@@ -654,8 +654,10 @@ class PartitionSync:
             if when >= self.start_date:
                 self.report.duplicates += 1
             return False
-        self.emitted.put(normal, when)
+        # In this order: a stop between the two lines must not count the row as delivered
+        # (a stop STATE leaves out the keys of the page in flight, ``_page_keys``).
         self._page_keys.append(normal)
+        self.emitted.put(normal, when)
         self.report.emitted += 1
         if self.max_seen is None or when > self.max_seen:
             self.max_seen = when
