@@ -356,8 +356,8 @@ def rest_pass(transport, sync, types):
             return
 
 
-def one_run(sim, transport, state, *, method="auto"):
-    """One run of the partition: bulk (if chosen) then REST, the bookmark promoted at the end."""
+def new_pass(sim, transport, state):
+    """The partition's sync and its bulk backfill, as one run of the tap builds them."""
     run_started = sim.clock.now()
     sync = PartitionSync(
         state,
@@ -375,12 +375,18 @@ def one_run(sim, transport, state, *, method="auto"):
         sleep=lambda seconds: sim.clock.advance(seconds=seconds),
         server_now=sim.clock.now,
     )
+    return sync, backfill
+
+
+def one_run(sim, transport, state, *, method="auto"):
+    """One run of the partition: bulk (if chosen) then REST, the bookmark promoted at the end."""
+    sync, backfill = new_pass(sim, transport, state)
     records = []
     used_bulk = wants_bulk(
         method,
         threshold=dt.timedelta(days=3),
         window_start=sync.window_start,
-        now=run_started,
+        now=sync.run_started(),
         settle=backfill.settings.settle,
         state=state,
         resuming_cursor=sync.start().resumes_cursor,

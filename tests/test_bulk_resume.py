@@ -15,11 +15,10 @@ import logging
 from collections import Counter
 
 import pytest
-from test_bulk_e2e import HANDOVER_TYPES, LOOKBACK, START, TYPE_NAMES, one_run, rest_pass
+from test_bulk_e2e import HANDOVER_TYPES, LOOKBACK, START, new_pass, one_run, rest_pass
 
-from tap_marketo_activities.bulk import BackfillSettings, BulkBackfill, PlainBulkTransport
+from tap_marketo_activities.bulk import PlainBulkTransport
 from tap_marketo_activities.bulk.handover import bulk_then_handover
-from tap_marketo_activities.incremental import PartitionSync
 from tap_marketo_activities.simulator import World
 
 CREATE = "/bulk/v1/activities/export/create.json"
@@ -46,27 +45,6 @@ def late_world() -> World:
             }
         ],
     )
-
-
-def new_pass(sim, transport, state):
-    run_started = sim.clock.now()
-    sync = PartitionSync(
-        state,
-        label="activities test",
-        start_date=START,
-        lookback=LOOKBACK,
-        run_started=lambda: run_started,
-    )
-    backfill = BulkBackfill(
-        transport=transport,
-        type_ids=HANDOVER_TYPES,
-        type_names=TYPE_NAMES,
-        state=state,
-        settings=BackfillSettings(poll_initial_s=30),
-        sleep=lambda seconds: sim.clock.advance(seconds=seconds),
-        server_now=sim.clock.now,
-    )
-    return sync, backfill
 
 
 def killed_run(sim, transport, *, after: int):
