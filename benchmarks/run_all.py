@@ -44,7 +44,7 @@ BEFORE_IMPORT = "#<import>"
 AB_VARIANTS: dict[str, str] = {
     "tap, SDK's recursive conforming": (
         "from singer_sdk.helpers.conform import TypeConformanceLevel\n"
-        "from tap_marketo_activities.streams import IncrementalStream as S\n"
+        "from tap_marketo_activities.streams.walk import IncrementalStream as S\n"
         "S.TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.RECURSIVE"
     ),
     "tap, SDK's standard writer": (
@@ -56,23 +56,23 @@ AB_VARIANTS: dict[str, str] = {
         "import tap_marketo_activities.tap as m; m.BatchingWriter = MsgSpecWriter"
     ),
     "tap, SDK's record path": (
-        "from tap_marketo_activities.sdk_private import DirectRecordMessages as D\n"
+        "from tap_marketo_activities.streams.sdk_private import DirectRecordMessages as D\n"
         "D._unchanged_output = False"
     ),
     "tap, pages parsed by requests": (
-        "import tap_marketo_activities.envelope as e; e._UTF8 = frozenset()"
+        "import tap_marketo_activities.wire.envelope as e; e._UTF8 = frozenset()"
     ),
     "tap, no gc.freeze": f"import gc; gc.freeze = lambda: None\n{BEFORE_IMPORT}",
     "tap, each type group parsing the export": (
-        "import tap_marketo_activities.bulk.cache as c\n"
+        "import tap_marketo_activities.sources.bulk.cache as c\n"
         "c.ExportCache.rows = lambda self, path, **kw: c.numbered_rows(path, **kw)"
     ),
     "tap, a RecordMessage per record": (
-        "import tap_marketo_activities.sdk_private as s; s.BatchingWriter = type(None)"
+        "import tap_marketo_activities.streams.sdk_private as s; s.BatchingWriter = type(None)"
     ),
     "tap, proxies looked up per call": (
         "import requests\n"
-        "import tap_marketo_activities.transport as tr; tr.MarketoSession = requests.Session"
+        "import tap_marketo_activities.wire.transport as tr; tr.MarketoSession = requests.Session"
     ),
 }
 

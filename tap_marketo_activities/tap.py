@@ -20,17 +20,13 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.tap_base import CliTestOptionValue
 from typing_extensions import override
 
-from tap_marketo_activities.bulk.cache import ExportCache
 from tap_marketo_activities.errors import (
     ConfigError,
     MalformedResponse,
     MarketoError,
     StateError,
 )
-from tap_marketo_activities.incremental import lateness_warning
-from tap_marketo_activities.leads.streams import LeadsStream, MergedLeadsStream
 from tap_marketo_activities.logs import log_gauge, quiet_metrics, quiet_sdk_notices
-from tap_marketo_activities.prefetch import Prefetcher
 from tap_marketo_activities.settings import (
     env_settings,
     read_config,
@@ -39,8 +35,11 @@ from tap_marketo_activities.settings import (
     start_date_value,
     unknown_settings,
 )
-from tap_marketo_activities.state import check_state, read_json_option
-from tap_marketo_activities.streams import (
+from tap_marketo_activities.sources.bulk.cache import ExportCache
+from tap_marketo_activities.sources.prefetch import Prefetcher
+from tap_marketo_activities.streams.leads.streams import LeadsStream, MergedLeadsStream
+from tap_marketo_activities.streams.typed import EXTRA_ATTRIBUTES, stream_names, type_layout
+from tap_marketo_activities.streams.walk import (
     COMMON_FIELDS,
     OWN_STREAM_TYPES,
     ActivitiesStream,
@@ -51,9 +50,10 @@ from tap_marketo_activities.streams import (
     TypedActivitiesStream,
     write_state_at_stop,
 )
-from tap_marketo_activities.transport import MarketoConnection, check_base_url
-from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, stream_names, type_layout
-from tap_marketo_activities.writer import BatchingWriter
+from tap_marketo_activities.streams.writer import BatchingWriter
+from tap_marketo_activities.sync.incremental import lateness_warning
+from tap_marketo_activities.sync.state import check_state, read_json_option
+from tap_marketo_activities.wire.transport import MarketoConnection, check_base_url
 
 if t.TYPE_CHECKING:
     import click

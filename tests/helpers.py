@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from tap_marketo_activities.incremental import STATE_EVERY_ROWS
 from tap_marketo_activities.simulator.catalog import DEFAULT_ACTIVITY_TYPE_IDS
-from tap_marketo_activities.streams import OWN_STREAM_TYPES
+from tap_marketo_activities.streams.walk import OWN_STREAM_TYPES
+from tap_marketo_activities.sync.incremental import STATE_EVERY_ROWS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -22,22 +22,22 @@ from collections import Counter
 import pytest
 from helpers import expected_guids, sim_config
 
-from tap_marketo_activities.bulk import (
+from tap_marketo_activities.records import activity_record, parse_datetime
+from tap_marketo_activities.simulator import MarketoSimulator, World
+from tap_marketo_activities.simulator import catalog as cat
+from tap_marketo_activities.sources.bulk import (
     BackfillSettings,
     BulkBackfill,
     PlainBulkTransport,
     Terminated,
 )
-from tap_marketo_activities.bulk.errors import (
+from tap_marketo_activities.sources.bulk.errors import (
     ChecksumMismatch,
     ExportQuotaExceeded,
     JobFailed,
 )
-from tap_marketo_activities.bulk.handover import bulk_then_handover, wants_bulk
-from tap_marketo_activities.incremental import PartitionSync
-from tap_marketo_activities.records import activity_record, parse_datetime
-from tap_marketo_activities.simulator import MarketoSimulator, World
-from tap_marketo_activities.simulator import catalog as cat
+from tap_marketo_activities.sync.handover import bulk_then_handover, wants_bulk
+from tap_marketo_activities.sync.incremental import PartitionSync
 
 UTC = dt.timezone.utc
 START = dt.datetime(2024, 1, 1, tzinfo=UTC)
@@ -265,7 +265,7 @@ def test_a_saved_job_marketo_no_longer_has_is_created_again(sim, transport):
 
 SIGTERM_CHILD = """
 import sys
-from tap_marketo_activities.bulk import (
+from tap_marketo_activities.sources.bulk import (
     BackfillSettings, BulkBackfill, PlainBulkTransport, Terminated, terminate_as_exception
 )
 from tap_marketo_activities.records import parse_datetime

@@ -17,9 +17,9 @@ from collections import Counter
 import pytest
 from test_bulk_e2e import HANDOVER_TYPES, LOOKBACK, START, new_pass, one_run, rest_pass
 
-from tap_marketo_activities.bulk import PlainBulkTransport
-from tap_marketo_activities.bulk.handover import bulk_then_handover
 from tap_marketo_activities.simulator import World
+from tap_marketo_activities.sources.bulk import PlainBulkTransport
+from tap_marketo_activities.sync.handover import bulk_then_handover
 
 CREATE = "/bulk/v1/activities/export/create.json"
 DAYS = 10

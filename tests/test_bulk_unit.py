@@ -10,19 +10,19 @@ import json
 
 import pytest
 
-from tap_marketo_activities.bulk import backfill_end, plan_windows
-from tap_marketo_activities.bulk.csvfile import rest_rows
-from tap_marketo_activities.bulk.download import verify
-from tap_marketo_activities.bulk.errors import (
+from tap_marketo_activities.errors import MalformedResponse
+from tap_marketo_activities.records import activity_record
+from tap_marketo_activities.sources.bulk import backfill_end, plan_windows
+from tap_marketo_activities.sources.bulk.csvfile import rest_rows
+from tap_marketo_activities.sources.bulk.download import verify
+from tap_marketo_activities.sources.bulk.errors import (
     BulkApiError,
     ChecksumMismatch,
     ExportQuotaExceeded,
     QueueFull,
 )
-from tap_marketo_activities.bulk.handover import wants_bulk
-from tap_marketo_activities.bulk.jobs import ExportJobs, normal_status, poll_waits
-from tap_marketo_activities.errors import MalformedResponse
-from tap_marketo_activities.records import activity_record
+from tap_marketo_activities.sources.bulk.jobs import ExportJobs, normal_status, poll_waits
+from tap_marketo_activities.sync.handover import wants_bulk
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, 12, 0, 0, 500_000, tzinfo=UTC)

@@ -17,7 +17,7 @@ from test_hostile_state import FIRST_TEN, NOW, _run_with_state_text
 
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.simulator import World
-from tap_marketo_activities.state import check_state, parse_state_text
+from tap_marketo_activities.sync.state import check_state, parse_state_text
 
 GOOD_ID = "3c5e7f9a-1b2d-4e6f-8a0b-1c2d3e4f5a6b"
 LOCAL_TOMORROW = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).strftime(

@@ -12,14 +12,14 @@ import pytest
 from helpers import TAP, parse_messages, sim_config
 
 from tap_marketo_activities.errors import StateError
-from tap_marketo_activities.incremental import (
+from tap_marketo_activities.simulator import World
+from tap_marketo_activities.sync.incremental import (
     MAX_SET_BYTES,
     MAX_SET_KEYS,
     OverlapSet,
     OverlapSetError,
 )
-from tap_marketo_activities.simulator import World
-from tap_marketo_activities.state import check_state, parse_state_text
+from tap_marketo_activities.sync.state import check_state, parse_state_text
 
 UTC = dt.timezone.utc
 NOW = "2024-04-12T16:00:00Z"

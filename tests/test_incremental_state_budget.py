@@ -8,7 +8,7 @@ import json
 
 from singer_sdk.singerlib import StateMessage
 
-from tap_marketo_activities.writer import STATE_SHARE, BatchingWriter
+from tap_marketo_activities.streams.writer import STATE_SHARE, BatchingWriter
 
 NOW = dt.datetime(2024, 4, 12, 12, tzinfo=dt.timezone.utc)
 

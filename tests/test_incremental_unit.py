@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from tap_marketo_activities.envelope import first_error
 from tap_marketo_activities.errors import MalformedResponse, StateError
-from tap_marketo_activities.incremental import OverlapSet, PartitionSync, lateness_warning
 from tap_marketo_activities.records import activity_record, dated_activity_record, parse_datetime
+from tap_marketo_activities.sync.incremental import OverlapSet, PartitionSync, lateness_warning
+from tap_marketo_activities.wire.envelope import first_error
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 4, 12, 12, 0, tzinfo=UTC)

@@ -17,8 +17,11 @@ import requests
 from helpers import TAP, kill_after_records, sim_config, write_json
 from openapi_shapes import SHAPE_BY_PATH, assert_shape
 
-from tap_marketo_activities.leads import feed
-from tap_marketo_activities.leads.schema import (
+from tap_marketo_activities.simulator import MarketoSimulator, World
+from tap_marketo_activities.simulator.clock import parse_datetime
+from tap_marketo_activities.simulator.leads import FIELDS, database
+from tap_marketo_activities.streams.leads import feed
+from tap_marketo_activities.streams.leads.schema import (
     Field,
     choose,
     conform,
@@ -26,9 +29,6 @@ from tap_marketo_activities.leads.schema import (
     fields_from_describe2,
     lead_schema,
 )
-from tap_marketo_activities.simulator import MarketoSimulator, World
-from tap_marketo_activities.simulator.clock import parse_datetime
-from tap_marketo_activities.simulator.leads import FIELDS, database
 
 # Written out, not imported: the test must fail if the tap stops reading one of these.
 CHANGE_TYPES = {12, 13, 21, 22, 23, 32, 100, 101, 108}

@@ -115,7 +115,7 @@ def test_request_duration_is_the_call_not_the_limiter_wait(simulator):
     import logging  # noqa: PLC0415
 
     from tap_marketo_activities.simulator import World  # noqa: PLC0415
-    from tap_marketo_activities.transport import MarketoConnection  # noqa: PLC0415
+    from tap_marketo_activities.wire.transport import MarketoConnection  # noqa: PLC0415
 
     sim = simulator(World.seed_afternoon(rows=50, seed=1), now="2024-04-12T16:00:00Z")
     config = {

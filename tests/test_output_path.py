@@ -14,7 +14,7 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
 
 from tap_marketo_activities.simulator import World
-from tap_marketo_activities.writer import BATCH_BYTES, BatchingWriter
+from tap_marketo_activities.streams.writer import BATCH_BYTES, BatchingWriter
 
 EXTRACTED = dt.datetime(2024, 4, 12, 16, 0, tzinfo=dt.timezone.utc)
 
@@ -150,7 +150,7 @@ def test_the_direct_record_path_writes_what_the_sdks_path_writes(afternoon, run_
     direct = run_tap(config)
     sdk_path = tmp_path / "sdk_path.py"
     sdk_path.write_text(
-        "from tap_marketo_activities.sdk_private import DirectRecordMessages as D\n"
+        "from tap_marketo_activities.streams.sdk_private import DirectRecordMessages as D\n"
         "D._unchanged_output = False\n"
         "from tap_marketo_activities.tap import TapMarketoActivities as T\nT.cli()\n"
     )

@@ -24,12 +24,12 @@ from helpers import (
     write_json,
 )
 
-from tap_marketo_activities.auth import MarketoAuthenticator
 from tap_marketo_activities.errors import MalformedResponse, MarketoError
-from tap_marketo_activities.incremental import Start
-from tap_marketo_activities.limits import CallLimiter, RunStats
-from tap_marketo_activities.prefetch import Chain, Plan, Prefetcher, Spool
 from tap_marketo_activities.simulator import World
+from tap_marketo_activities.sources.prefetch import Chain, Plan, Prefetcher, Spool
+from tap_marketo_activities.sync.incremental import Start
+from tap_marketo_activities.wire.auth import MarketoAuthenticator
+from tap_marketo_activities.wire.limits import CallLimiter, RunStats
 
 STREAMS = ("activities", "lead_changes", "deleted_leads")
 SINCE = "2024-04-12T12:00:00Z"

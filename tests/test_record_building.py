@@ -8,10 +8,6 @@ import json
 import pytest
 import requests
 
-from tap_marketo_activities.bulk import plan_windows
-from tap_marketo_activities.bulk.cache import ExportCache
-from tap_marketo_activities.bulk.csvfile import numbered_rows, rest_rows
-from tap_marketo_activities.envelope import envelope
 from tap_marketo_activities.errors import MalformedResponse
 from tap_marketo_activities.records import (
     activity_record,
@@ -19,6 +15,10 @@ from tap_marketo_activities.records import (
     parse_datetime,
     utc_stamp,
 )
+from tap_marketo_activities.sources.bulk import plan_windows
+from tap_marketo_activities.sources.bulk.cache import ExportCache
+from tap_marketo_activities.sources.bulk.csvfile import numbered_rows, rest_rows
+from tap_marketo_activities.wire.envelope import envelope
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,10 @@ import re
 import pytest
 from helpers import sim_config
 
-from tap_marketo_activities.incremental import PartitionSync
 from tap_marketo_activities.logs import Progress
 from tap_marketo_activities.simulator import World
-from tap_marketo_activities.streams import describe_start
+from tap_marketo_activities.streams.walk import describe_start
+from tap_marketo_activities.sync.incremental import PartitionSync
 
 INCREMENTAL = ("activities", "lead_changes", "deleted_leads")
 NOISE = (

@@ -14,11 +14,11 @@ from helpers import sim_config
 from singer_sdk.streams import Stream
 
 import tap_marketo_activities
-from tap_marketo_activities.sdk_private import PINNED_ATTRIBUTES, PINNED_SIGNATURES
 from tap_marketo_activities.simulator import World
+from tap_marketo_activities.streams.sdk_private import PINNED_ATTRIBUTES, PINNED_SIGNATURES
 
 PACKAGE = Path(tap_marketo_activities.__file__).parent
-PRIVATE_PLACE = "tap_marketo_activities/sdk_private.py"
+PRIVATE_PLACE = "tap_marketo_activities/streams/sdk_private.py"
 # Extended regular expressions for `git grep -E`: the names the SDK keeps private.
 FORBIDDEN = (
     r"(^|[^[:alnum:]_])_request\(",

@@ -47,7 +47,7 @@ from test_meltano import (
 )
 
 from tap_marketo_activities.simulator import endpoints
-from tap_marketo_activities.typed import stream_names
+from tap_marketo_activities.streams.typed import stream_names
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -26,9 +26,9 @@ import pytest
 from helpers import TAP, parse_messages, sim_config
 
 from tap_marketo_activities.errors import StateError
-from tap_marketo_activities.incremental import OverlapSet
 from tap_marketo_activities.simulator import World
-from tap_marketo_activities.state import check_state, parse_state_text
+from tap_marketo_activities.sync.incremental import OverlapSet
+from tap_marketo_activities.sync.state import check_state, parse_state_text
 
 UTC = dt.timezone.utc
 SEED = 20261123

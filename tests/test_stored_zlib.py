@@ -7,7 +7,7 @@ import os
 import random
 import zlib
 
-from tap_marketo_activities.stored_zlib import BLOCK, StoredText, stored_stream
+from tap_marketo_activities.sync.stored_zlib import BLOCK, StoredText, stored_stream
 
 
 def test_any_zlib_reader_inflates_the_stream():

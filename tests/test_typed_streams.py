@@ -15,10 +15,8 @@ from helpers import (
     write_json,
 )
 
-from tap_marketo_activities.incremental import STATE_EVERY_ROWS
 from tap_marketo_activities.simulator import World
-from tap_marketo_activities.streams import COMMON_FIELDS
-from tap_marketo_activities.typed import (
+from tap_marketo_activities.streams.typed import (
     EXTRA_ATTRIBUTES,
     Column,
     NotOfType,
@@ -30,6 +28,8 @@ from tap_marketo_activities.typed import (
     type_layout,
     typed_record,
 )
+from tap_marketo_activities.streams.walk import COMMON_FIELDS
+from tap_marketo_activities.sync.incremental import STATE_EVERY_ROWS
 
 START = "2024-04-12T12:00:00Z"
 FIVE = {  # five per-type tables, one of them a custom type

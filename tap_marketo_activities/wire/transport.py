@@ -23,9 +23,9 @@ from requests.adapters import HTTPAdapter
 from requests.utils import resolve_proxies
 from typing_extensions import override
 
-from tap_marketo_activities.auth import MarketoAuthenticator
 from tap_marketo_activities.errors import ConfigError
-from tap_marketo_activities.limits import CallLimiter, DailyBudget, RunStats
+from tap_marketo_activities.wire.auth import MarketoAuthenticator
+from tap_marketo_activities.wire.limits import CallLimiter, DailyBudget, RunStats
 
 if t.TYPE_CHECKING:
     import logging

@@ -23,8 +23,8 @@ from tap_marketo_activities.errors import (
     TokenRejected,
     classify,
 )
-from tap_marketo_activities.limits import quota_reset_text
-from tap_marketo_activities.transport import endpoint_name
+from tap_marketo_activities.wire.limits import quota_reset_text
+from tap_marketo_activities.wire.transport import endpoint_name
 
 if t.TYPE_CHECKING:
     import requests

@@ -17,9 +17,9 @@ import math
 import re
 import typing as t
 
-from tap_marketo_activities.bulk.state_check import check_bulk
 from tap_marketo_activities.errors import StateError
-from tap_marketo_activities.incremental import PartitionSync
+from tap_marketo_activities.sources.bulk.state_check import check_bulk
+from tap_marketo_activities.sync.incremental import PartitionSync
 
 # Deeper than any state this tap writes (7 levels with Meltano's wrapper), shallow enough
 # that copying or writing the state back can never exhaust Python's recursion limit.

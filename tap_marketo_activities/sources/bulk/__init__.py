@@ -15,10 +15,10 @@ window shared by the type groups), ``handover`` (bulk first, REST after, through
 ``PartitionSync``), ``stream_pass`` (the step ``activities`` calls), ``signals``, ``errors``.
 """
 
-from tap_marketo_activities.bulk.backfill import BackfillSettings, BulkBackfill, BulkStats
-from tap_marketo_activities.bulk.signals import Terminated, terminate_as_exception
-from tap_marketo_activities.bulk.transport import BulkTransport, PlainBulkTransport
-from tap_marketo_activities.bulk.windows import Window, backfill_end, plan_windows
+from tap_marketo_activities.sources.bulk.backfill import BackfillSettings, BulkBackfill, BulkStats
+from tap_marketo_activities.sources.bulk.signals import Terminated, terminate_as_exception
+from tap_marketo_activities.sources.bulk.transport import BulkTransport, PlainBulkTransport
+from tap_marketo_activities.sources.bulk.windows import Window, backfill_end, plan_windows
 
 __all__ = [
     "BackfillSettings",

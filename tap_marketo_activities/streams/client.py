@@ -1,7 +1,7 @@
 """The stream base every Marketo stream shares, and the paginator for its page walks.
 
-Everything here is one of the SDK's public hooks: the run's session and
-authenticator come from the shared :class:`~tap_marketo_activities.transport.MarketoConnection`,
+Everything here is one of the SDK's public hooks: the run's session and authenticator
+come from the shared :class:`~tap_marketo_activities.wire.transport.MarketoConnection`,
 long requests take their ``POST ...?_method=GET`` form in ``get_http_request``,
 Marketo's envelope is read in ``validate_response``, and a refused token (601/602)
 is renewed and the call resent at once by ``request_decorator``, without spending
@@ -27,12 +27,6 @@ from singer_sdk.streams import RESTStream
 from singer_sdk.streams.rest import HTTPRequest
 from typing_extensions import override
 
-from tap_marketo_activities.envelope import (
-    check_answer,
-    envelope,
-    required_result,
-    required_token,
-)
 from tap_marketo_activities.errors import (
     MalformedResponse,
     MarketoError,
@@ -43,7 +37,17 @@ from tap_marketo_activities.errors import (
 )
 from tap_marketo_activities.logs import quiet_sdk_notices
 from tap_marketo_activities.records import format_datetime
-from tap_marketo_activities.transport import FORM_CONTENT_TYPE, is_too_long, method_override_url
+from tap_marketo_activities.wire.envelope import (
+    check_answer,
+    envelope,
+    required_result,
+    required_token,
+)
+from tap_marketo_activities.wire.transport import (
+    FORM_CONTENT_TYPE,
+    is_too_long,
+    method_override_url,
+)
 
 if t.TYPE_CHECKING:
     import datetime as dt
@@ -52,9 +56,9 @@ if t.TYPE_CHECKING:
     from backoff.types import Details
     from singer_sdk.streams.rest import PageContext
 
-    from tap_marketo_activities.auth import MarketoAuthenticator
     from tap_marketo_activities.tap import TapMarketoActivities
-    from tap_marketo_activities.transport import MarketoConnection
+    from tap_marketo_activities.wire.auth import MarketoAuthenticator
+    from tap_marketo_activities.wire.transport import MarketoConnection
 
 # How the SDK stops each stream after one record in a ``--test`` run.
 DRY_RUN_STOPS = (AbortedSyncFailedException, AbortedSyncPausedException)

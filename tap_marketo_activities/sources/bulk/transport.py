@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import requests
 
-from tap_marketo_activities.bulk.errors import BulkApiError, DownloadBroken, FileNotReady
+from tap_marketo_activities.sources.bulk.errors import BulkApiError, DownloadBroken, FileNotReady
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping

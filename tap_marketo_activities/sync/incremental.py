@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from tap_marketo_activities.errors import ConfigError, StateError
 from tap_marketo_activities.records import format_datetime, parse_datetime
-from tap_marketo_activities.stored_zlib import StoredText
+from tap_marketo_activities.sync.stored_zlib import StoredText
 
 STATE_VERSION = 1
 REPLICATION_KEY = "activityDate"

@@ -20,15 +20,15 @@ from urllib.parse import urlencode
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_marketo_activities.bulk.errors import BulkApiError
-from tap_marketo_activities.bulk.tap_transport import StreamBulkTransport
-from tap_marketo_activities.bulk.windows import Window, plan_windows
-from tap_marketo_activities.client import MarketoStream
-from tap_marketo_activities.envelope import envelope, page_rows
 from tap_marketo_activities.errors import ConfigError, MarketoError, StateError
-from tap_marketo_activities.leads import feed
-from tap_marketo_activities.leads.export import LeadExportJobs, export_window
-from tap_marketo_activities.leads.schema import (
+from tap_marketo_activities.records import format_datetime, parse_datetime
+from tap_marketo_activities.sources.bulk.errors import BulkApiError
+from tap_marketo_activities.sources.bulk.windows import Window, plan_windows
+from tap_marketo_activities.streams.bulk_transport import StreamBulkTransport
+from tap_marketo_activities.streams.client import MarketoStream
+from tap_marketo_activities.streams.leads import feed
+from tap_marketo_activities.streams.leads.export import LeadExportJobs, export_window
+from tap_marketo_activities.streams.leads.schema import (
     Field,
     choose,
     conform,
@@ -36,9 +36,9 @@ from tap_marketo_activities.leads.schema import (
     fields_from_describe2,
     lead_schema,
 )
-from tap_marketo_activities.output import write_record, write_schema
-from tap_marketo_activities.records import format_datetime, parse_datetime
-from tap_marketo_activities.transport import FORM_CONTENT_TYPE
+from tap_marketo_activities.streams.output import write_record, write_schema
+from tap_marketo_activities.wire.envelope import envelope, page_rows
+from tap_marketo_activities.wire.transport import FORM_CONTENT_TYPE
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable

@@ -41,8 +41,10 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tap_marketo_activities.bulk import csvfile, download, filecheck
-from tap_marketo_activities.bulk.errors import (
+from tap_marketo_activities.errors import StateError
+from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
+from tap_marketo_activities.sources.bulk import csvfile, download, filecheck
+from tap_marketo_activities.sources.bulk.errors import (
     UNUSABLE,
     BulkApiError,
     FileNotReady,
@@ -51,7 +53,7 @@ from tap_marketo_activities.bulk.errors import (
     QueueFull,
     QueueTimeout,
 )
-from tap_marketo_activities.bulk.jobs import (
+from tap_marketo_activities.sources.bulk.jobs import (
     CANCELLED,
     CREATED,
     FAILED,
@@ -60,18 +62,16 @@ from tap_marketo_activities.bulk.jobs import (
     JobStatus,
     poll_waits,
 )
-from tap_marketo_activities.bulk.progress import WaitProgress
-from tap_marketo_activities.bulk.signals import Terminated, terminate_as_exception
-from tap_marketo_activities.bulk.state_check import check_bulk
-from tap_marketo_activities.bulk.windows import Window, backfill_end, plan_windows
-from tap_marketo_activities.errors import StateError
-from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
+from tap_marketo_activities.sources.bulk.progress import WaitProgress
+from tap_marketo_activities.sources.bulk.signals import Terminated, terminate_as_exception
+from tap_marketo_activities.sources.bulk.state_check import check_bulk
+from tap_marketo_activities.sources.bulk.windows import Window, backfill_end, plan_windows
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
-    from tap_marketo_activities.bulk.cache import ExportCache
-    from tap_marketo_activities.bulk.transport import BulkTransport
+    from tap_marketo_activities.sources.bulk.cache import ExportCache
+    from tap_marketo_activities.sources.bulk.transport import BulkTransport
 
 STATE_KEY = "bulk"
 _MB = 1024 * 1024
@@ -144,7 +144,7 @@ class BulkBackfill:
     settings: BackfillSettings = field(default_factory=BackfillSettings)
     stats: BulkStats = field(default_factory=BulkStats)
     logger: logging.Logger = field(
-        default_factory=lambda: logging.getLogger("tap_marketo_activities.bulk")
+        default_factory=lambda: logging.getLogger("tap_marketo_activities.sources.bulk")
     )
     sleep: Callable[[float], None] = time.sleep
     #: The clock progress lines are timed by (seconds; tests pass one that follows ``sleep``).

@@ -9,7 +9,7 @@ the behaviour we switch off here.
   per record and promotes their maximum to the bookmark when a partition ends. Our
   bookmark must never pass the server's clock at run start, never move backwards
   when a run sees only late rows, and must be written together with the overlap set
-  and cursor; :class:`~tap_marketo_activities.incremental.PartitionSync` owns it.
+  and cursor; :class:`~tap_marketo_activities.sync.incremental.PartitionSync` owns it.
 * ``_process_record``: the SDK copies the state partition's context keys into every
   record and then syncs child streams once per record. Our partition key
   (``activity_type_ids``, a list of type ids) is how the state is grouped, not data, and
@@ -43,7 +43,7 @@ from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams import Stream
 from typing_extensions import override
 
-from tap_marketo_activities.writer import BatchingWriter
+from tap_marketo_activities.streams.writer import BatchingWriter
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record

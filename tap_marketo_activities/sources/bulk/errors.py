@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tap_marketo_activities.bulk.filecheck import FileMismatch
 from tap_marketo_activities.errors import MarketoError, QuotaExhausted
+from tap_marketo_activities.sources.bulk.filecheck import FileMismatch
 
 
 class BulkApiError(MarketoError):

@@ -14,24 +14,29 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
-from tap_marketo_activities.bulk.handover import wants_bulk
-from tap_marketo_activities.bulk.stream_pass import SETTLE, BackfillPaused, backfill_pass
-from tap_marketo_activities.client import MarketoPaginator, MarketoStream
-from tap_marketo_activities.envelope import envelope, page_rows
 from tap_marketo_activities.errors import (
     ConfigError,
     CursorRejected,
     MarketoError,
     QuotaExhausted,
 )
-from tap_marketo_activities.incremental import REPLICATION_KEY, OverlapSet, PartitionSync, Start
 from tap_marketo_activities.logs import Progress
-from tap_marketo_activities.output import write_record, write_schema
-from tap_marketo_activities.prefetch import Plan, chain_key
 from tap_marketo_activities.records import dated_activity_record, format_datetime, parse_datetime
-from tap_marketo_activities.sdk_private import DirectRecordMessages, PartitionOwnedState
-from tap_marketo_activities.typed import EXTRA_ATTRIBUTES, Column, TypeLayout, typed_record
-from tap_marketo_activities.writer import BatchingWriter
+from tap_marketo_activities.sources.prefetch import Plan, chain_key
+from tap_marketo_activities.streams.bulk_pass import SETTLE, BackfillPaused, backfill_pass
+from tap_marketo_activities.streams.client import MarketoPaginator, MarketoStream
+from tap_marketo_activities.streams.output import write_record, write_schema
+from tap_marketo_activities.streams.sdk_private import DirectRecordMessages, PartitionOwnedState
+from tap_marketo_activities.streams.typed import EXTRA_ATTRIBUTES, Column, TypeLayout, typed_record
+from tap_marketo_activities.streams.writer import BatchingWriter
+from tap_marketo_activities.sync.handover import wants_bulk
+from tap_marketo_activities.sync.incremental import (
+    REPLICATION_KEY,
+    OverlapSet,
+    PartitionSync,
+    Start,
+)
+from tap_marketo_activities.wire.envelope import envelope, page_rows
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -39,7 +44,7 @@ if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
 
-    from tap_marketo_activities.prefetch import Chain
+    from tap_marketo_activities.sources.prefetch import Chain
     from tap_marketo_activities.tap import TapMarketoActivities
 
 # Types another stream carries, left out of the default `activities` selection: 12 New Lead

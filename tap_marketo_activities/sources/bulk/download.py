@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import typing as t
 
-from tap_marketo_activities.bulk.errors import ChecksumMismatch, DownloadBroken
-from tap_marketo_activities.bulk.progress import CountingFile
+from tap_marketo_activities.sources.bulk.errors import ChecksumMismatch, DownloadBroken
+from tap_marketo_activities.sources.bulk.progress import CountingFile
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from tap_marketo_activities.bulk.transport import BulkTransport
+    from tap_marketo_activities.sources.bulk.transport import BulkTransport
 
 _BLOCK = 1 << 20
 

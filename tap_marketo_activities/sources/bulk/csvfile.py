@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import msgspec.json
 
-from tap_marketo_activities.bulk.filecheck import allow_fields_up_to
 from tap_marketo_activities.errors import MalformedResponse
+from tap_marketo_activities.sources.bulk.filecheck import allow_fields_up_to
 
 if t.TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Iterator

@@ -17,7 +17,7 @@ from singer_sdk import singerlib
 from singer_sdk.mapper import RemoveRecordTransform
 
 if t.TYPE_CHECKING:
-    from tap_marketo_activities.client import MarketoStream
+    from tap_marketo_activities.streams.client import MarketoStream
 
 
 def write_schema(stream: MarketoStream) -> None:

@@ -15,23 +15,23 @@ import time
 import typing as t
 from pathlib import Path
 
-from tap_marketo_activities.bulk.download import fetch, verify
-from tap_marketo_activities.bulk.errors import FileNotReady, JobFailed
-from tap_marketo_activities.bulk.jobs import (
+from tap_marketo_activities.sources.bulk.download import fetch, verify
+from tap_marketo_activities.sources.bulk.errors import FileNotReady, JobFailed
+from tap_marketo_activities.sources.bulk.jobs import (
     COMPLETED,
     PENDING,
     ExportJobs,
     JobStatus,
     poll_waits,
 )
-from tap_marketo_activities.leads.schema import conform
+from tap_marketo_activities.streams.leads.schema import conform
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from tap_marketo_activities.bulk.transport import BulkTransport
-    from tap_marketo_activities.bulk.windows import Window
-    from tap_marketo_activities.leads.schema import Field
+    from tap_marketo_activities.sources.bulk.transport import BulkTransport
+    from tap_marketo_activities.sources.bulk.windows import Window
+    from tap_marketo_activities.streams.leads.schema import Field
 
 LEAD_EXPORT = "/bulk/v1/leads/export"
 MAX_BREAKS = 5

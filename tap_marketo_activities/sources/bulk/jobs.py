@@ -15,15 +15,15 @@ import datetime as dt
 import typing as t
 from dataclasses import dataclass
 
-from tap_marketo_activities.bulk.errors import BulkApiError, ExportQuotaExceeded, QueueFull
-from tap_marketo_activities.bulk.state_check import valid_export_id
-from tap_marketo_activities.limits import quota_reset_text
+from tap_marketo_activities.sources.bulk.errors import BulkApiError, ExportQuotaExceeded, QueueFull
+from tap_marketo_activities.sources.bulk.state_check import valid_export_id
+from tap_marketo_activities.wire.limits import quota_reset_text
 
 if t.TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tap_marketo_activities.bulk.transport import BulkTransport
-    from tap_marketo_activities.bulk.windows import Window
+    from tap_marketo_activities.sources.bulk.transport import BulkTransport
+    from tap_marketo_activities.sources.bulk.windows import Window
 
 EXPORT = "/bulk/v1/activities/export"
 FIELDS = (

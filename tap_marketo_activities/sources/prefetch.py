@@ -41,7 +41,7 @@ if t.TYPE_CHECKING:
 
     import requests
 
-    from tap_marketo_activities.incremental import Start
+    from tap_marketo_activities.sync.incremental import Start
 
 LOGGER = logging.getLogger(__name__)
 

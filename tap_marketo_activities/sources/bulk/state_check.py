@@ -15,9 +15,9 @@ import datetime as dt
 import re
 import typing as t
 
-from tap_marketo_activities.bulk.windows import MAX_SPAN
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.records import parse_datetime
+from tap_marketo_activities.sources.bulk.windows import MAX_SPAN
 
 #: Marketo's exportId: a UUID (lowercase in every sample; either case accepted).
 EXPORT_ID = re.compile(

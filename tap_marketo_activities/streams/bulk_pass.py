@@ -20,28 +20,28 @@ import datetime as dt
 import signal
 import typing as t
 
-from tap_marketo_activities.bulk.backfill import (
+from tap_marketo_activities.errors import MarketoError
+from tap_marketo_activities.records import format_datetime, parse_datetime
+from tap_marketo_activities.sources.bulk.backfill import (
     STATE_KEY,
     BackfillSettings,
     BulkBackfill,
     BulkStats,
 )
-from tap_marketo_activities.bulk.errors import UNUSABLE, ExportQuotaExceeded
-from tap_marketo_activities.bulk.handover import bulk_then_handover, wants_bulk
-from tap_marketo_activities.bulk.signals import Terminated
-from tap_marketo_activities.bulk.tap_transport import StreamBulkTransport
-from tap_marketo_activities.errors import MarketoError
-from tap_marketo_activities.records import format_datetime, parse_datetime
+from tap_marketo_activities.sources.bulk.errors import UNUSABLE, ExportQuotaExceeded
+from tap_marketo_activities.sources.bulk.signals import Terminated
+from tap_marketo_activities.streams.bulk_transport import StreamBulkTransport
+from tap_marketo_activities.sync.handover import bulk_then_handover, wants_bulk
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from singer_sdk.helpers.types import Context
 
-    from tap_marketo_activities.bulk.cache import ExportCache
-    from tap_marketo_activities.bulk.windows import Window
-    from tap_marketo_activities.client import MarketoStream
-    from tap_marketo_activities.incremental import PartitionSync
+    from tap_marketo_activities.sources.bulk.cache import ExportCache
+    from tap_marketo_activities.sources.bulk.windows import Window
+    from tap_marketo_activities.streams.client import MarketoStream
+    from tap_marketo_activities.sync.incremental import PartitionSync
 
 SETTLE = dt.timedelta(minutes=15)
 _WRITE_EVERY = 10_000

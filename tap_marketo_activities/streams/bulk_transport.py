@@ -13,15 +13,15 @@ import typing as t
 
 import requests
 
-from tap_marketo_activities.bulk.errors import BulkApiError, DownloadBroken, FileNotReady
-from tap_marketo_activities.bulk.transport import is_envelope, write_body
-from tap_marketo_activities.envelope import envelope, first_error
 from tap_marketo_activities.errors import Action, MarketoRetriable, classify
+from tap_marketo_activities.sources.bulk.errors import BulkApiError, DownloadBroken, FileNotReady
+from tap_marketo_activities.sources.bulk.transport import is_envelope, write_body
+from tap_marketo_activities.wire.envelope import envelope, first_error
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from tap_marketo_activities.client import MarketoStream
+    from tap_marketo_activities.streams.client import MarketoStream
 
 
 class StreamBulkTransport:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_marketo_activities.bulk.backfill import STATE_KEY
+from tap_marketo_activities.sources.bulk.backfill import STATE_KEY
 
 if t.TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Iterator
 
-    from tap_marketo_activities.bulk.backfill import BulkBackfill
-    from tap_marketo_activities.incremental import PartitionSync
+    from tap_marketo_activities.sources.bulk.backfill import BulkBackfill
+    from tap_marketo_activities.sync.incremental import PartitionSync
 
 METHODS = ("rest", "bulk", "auto")
 _PRUNE_EVERY = 10_000

@@ -19,14 +19,14 @@ import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
-from tap_marketo_activities.bulk.csvfile import Leftovers, numbered_rows
+from tap_marketo_activities.sources.bulk.csvfile import Leftovers, numbered_rows
 
 if t.TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Callable, Collection, Iterable, Iterator
     from types import TracebackType
 
-    from tap_marketo_activities.bulk.windows import Window
+    from tap_marketo_activities.sources.bulk.windows import Window
 
 
 @dataclass(frozen=True)
