@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import gc
 import io
@@ -27,6 +26,7 @@ from tap_marketo_activities.errors import (
     StateError,
 )
 from tap_marketo_activities.logs import log_gauge, quiet_metrics, quiet_sdk_notices
+from tap_marketo_activities.run import ActivityTypes, RunContext
 from tap_marketo_activities.settings import (
     env_settings,
     read_config,
@@ -35,21 +35,13 @@ from tap_marketo_activities.settings import (
     start_date_value,
     unknown_settings,
 )
-from tap_marketo_activities.sources.bulk.cache import ExportCache
-from tap_marketo_activities.sources.prefetch import Prefetcher
+from tap_marketo_activities.streams.activities import ActivitiesStream, TypedActivitiesStream
+from tap_marketo_activities.streams.activity_types import ActivityTypesStream
+from tap_marketo_activities.streams.lead_activities import DeletedLeadsStream, LeadChangesStream
 from tap_marketo_activities.streams.leads.streams import LeadsStream, MergedLeadsStream
+from tap_marketo_activities.streams.schemas import COMMON_FIELDS
 from tap_marketo_activities.streams.typed import EXTRA_ATTRIBUTES, stream_names, type_layout
-from tap_marketo_activities.streams.walk import (
-    COMMON_FIELDS,
-    OWN_STREAM_TYPES,
-    ActivitiesStream,
-    ActivityTypesStream,
-    DeletedLeadsStream,
-    IncrementalStream,
-    LeadChangesStream,
-    TypedActivitiesStream,
-    write_state_at_stop,
-)
+from tap_marketo_activities.streams.walk import IncrementalStream, write_state_at_stop
 from tap_marketo_activities.streams.writer import BatchingWriter
 from tap_marketo_activities.sync.incremental import lateness_warning
 from tap_marketo_activities.sync.state import check_state, read_json_option
@@ -304,8 +296,6 @@ class TapMarketoActivities(Tap):
         # All of it happens before the SDK's own set-up, which discovers the streams (a
         # types.json call, and the simulator started in simulator mode): bad settings and
         # a bad state are refused before any call.
-        self._max_lateness = dt.timedelta()
-        self._resources = contextlib.ExitStack()
         if isinstance(kwargs.get("state"), dict):
             check_state(kwargs["state"])
         settings = read_config(config)
@@ -362,16 +352,33 @@ class TapMarketoActivities(Tap):
         history = dt.timedelta(days=int(self.config.get("simulator_history_days") or 0))
         return dt.datetime.combine(today, dt.time(), dt.timezone.utc) - history
 
-    # -- the connection ----------------------------------------------------------
+    # -- the run context ---------------------------------------------------------
 
     @cached_property
-    def api(self) -> MarketoConnection:
+    def run(self) -> RunContext:
+        """What this run shares, built once and handed to every stream (run.py)."""
+        return RunContext(
+            settings=self.config,
+            start_date=self.start_date,
+            connect=self._connect,
+            # Fetched at first use, through the types stream, which is built with this run.
+            activity_types=ActivityTypes(
+                lambda: self.types_stream.fetch(),  # noqa: PLW0108
+                self.config.get("activity_type_ids"),
+            ),
+            state_writer=self.state_writer,
+            message_writer=self.message_writer,
+            logger=self.logger,
+            walks=lambda: [s for s in self.streams.values() if isinstance(s, IncrementalStream)],
+        )
+
+    def _connect(self, run: RunContext) -> MarketoConnection:
         """The run's one connection to Marketo (or to the built-in simulator)."""
         config = dict(self.config)
         if self.simulated:
             from tap_marketo_activities.simulator import MarketoSimulator, World  # noqa: PLC0415
 
-            simulator = self._resources.enter_context(
+            simulator = run.resources.enter_context(
                 MarketoSimulator(
                     World.quickstart(history_days=int(self.config["simulator_history_days"]))
                 )
@@ -385,49 +392,13 @@ class TapMarketoActivities(Tap):
         return MarketoConnection(config, self.logger, read_usage=self._read_usage)
 
     @cached_property
-    def bulk_exports(self) -> ExportCache:
-        """Export files of this run, shared by the activities partitions; removed at its end."""
-        return self._resources.enter_context(ExportCache())
-
-    @cached_property
-    def prefetcher(self) -> Prefetcher:
-        """The run's page chains read ahead (prefetch.py); stopped when the run ends."""
-        prefetcher = Prefetcher(self.api.limiter)
-        self._resources.callback(prefetcher.close)
-        return prefetcher
-
-    def start_prefetch(self) -> None:
-        """Start reading every chain of the sync ahead, once, when the first walk begins.
-
-        Not with one call at a time (``max_concurrent_calls: 1``: nothing to overlap), and
-        not in a ``--test`` run, which stops every stream after its first record.
-        """
-        if self.prefetcher.started:
-            return
-        streams = list(self.streams.values())
-        plans = []
-        if int(self.config["max_concurrent_calls"]) > 1 and not any(
-            s.ABORT_AT_RECORD_COUNT is not None for s in streams
-        ):
-            for stream in streams:
-                if not isinstance(stream, IncrementalStream):
-                    continue
-                if not stream.selected and not stream.has_selected_descendents:
-                    continue
-                try:
-                    plans += stream.plan_chains()
-                except MarketoError as exc:  # the pass itself reports it, in its turn
-                    self.logger.debug("Not reading %s ahead: %s", stream.name, exc)
-        self.prefetcher.start(plans)
-
-    @cached_property
     def types_stream(self) -> ActivityTypesStream:
         """The stream whose calls the run makes outside any page walk (types, usage).
 
         Built before the others: discovery needs its types.json answer to list the
         per-type tables.
         """
-        return ActivityTypesStream(self)
+        return ActivityTypesStream(self, self.run)
 
     def _read_usage(self) -> int:
         """What every integration spent today (for max_daily_calls): one call at start."""
@@ -444,42 +415,6 @@ class TapMarketoActivities(Tap):
         )
         return used
 
-    @cached_property
-    def _activity_types(self) -> list[dict[str, t.Any]]:
-        return self.types_stream.fetch()
-
-    def activity_types(self) -> list[dict[str, t.Any]]:
-        """types.json, fetched once per run."""
-        return self._activity_types
-
-    @cached_property
-    def _type_names(self) -> dict[int, str]:
-        return {int(row["id"]): str(row.get("name")) for row in self.activity_types()}
-
-    def activity_type_names(self) -> dict[int, str]:
-        """Type id -> name, for activityTypeName."""
-        return self._type_names
-
-    def selected_activity_type_ids(self) -> list[int]:
-        """Configured ids (checked against the instance) or all listed minus 12, 13 and 37."""
-        listed = sorted(self.activity_type_names())
-        configured = self.config.get("activity_type_ids")
-        if not configured:
-            return [i for i in listed if i not in OWN_STREAM_TYPES]
-        unknown = sorted(set(configured) - set(listed))
-        if unknown:
-            msg = (
-                f"activity_type_ids lists {', '.join(map(str, unknown))}, which this instance "
-                "does not list in /activities/types.json; remove them or check the ids "
-                "(the activity_types stream shows every id and name)."
-            )
-            raise ConfigError(msg)
-        return sorted(set(configured))
-
-    def note_lateness(self, lateness: dt.timedelta) -> None:
-        """Keep the run's largest lateness for the metric and the warning."""
-        self._max_lateness = max(self._max_lateness, lateness)
-
     # -- streams and state ---------------------------------------------------------
 
     @override
@@ -492,20 +427,21 @@ class TapMarketoActivities(Tap):
         # The SDK discovers while it is still being constructed; no call leaves before the
         # settings are known to be sound (a plain-HTTP base_url must never get the secret).
         check_settings(self.config, for_sync=False)
+        run = self.run
         streams: list[Stream] = [
             self.types_stream,
-            ActivitiesStream(self),
-            LeadChangesStream(self),
-            DeletedLeadsStream(self),
+            ActivitiesStream(self, run),
+            LeadChangesStream(self, run),
+            DeletedLeadsStream(self, run),
         ]
         if self.config.get("leads_stream"):
-            merged = MergedLeadsStream(self)
-            streams += [LeadsStream(self, merged), merged]
-        types = self.activity_types()
+            merged = MergedLeadsStream(self, run)
+            streams += [LeadsStream(self, run, merged), merged]
+        types = run.activity_types.rows
         names = stream_names(types)
         reserved = [*COMMON_FIELDS, EXTRA_ATTRIBUTES]
         streams += [
-            TypedActivitiesStream(self, type_layout(item, names[int(item["id"])], reserved))
+            TypedActivitiesStream(self, run, type_layout(item, names[int(item["id"])], reserved))
             for item in sorted(types, key=lambda item: int(item["id"]))
         ]
         return streams
@@ -530,7 +466,7 @@ class TapMarketoActivities(Tap):
         checked = check_state(state)
         # Which streams the state already knew: a per-type table absent from it is selected
         # for the first time and reads its history (ActivitiesStream.history_types).
-        self.streams_in_state = frozenset(checked.get("bookmarks") or ())
+        self.run.streams_in_state = frozenset(checked.get("bookmarks") or ())
         super().load_state(checked)
 
     # -- running ---------------------------------------------------------------------
@@ -634,14 +570,18 @@ class TapMarketoActivities(Tap):
 
     def finish_run(self) -> None:
         """Log the lateness metric/warning and the one-line summary; stop the simulator."""
-        if "api" in self.__dict__:
+        if "run" not in self.__dict__:
+            return
+        run = self.run
+        if run.connected:
             lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
-            log_gauge("max_lateness_seconds", int(self._max_lateness.total_seconds()))
-            warning = lateness_warning(self._max_lateness, lookback)
+            largest = run.lateness.largest
+            log_gauge("max_lateness_seconds", int(largest.total_seconds()))
+            warning = lateness_warning(largest, lookback)
             if warning:
                 self.logger.warning(warning)
-            self.logger.info("%s", self.api.stats.summary())
-        self._resources.close()
+            self.logger.info("%s", run.connection.stats.summary())
+        run.close()
 
 
 def _checked_json(handle: t.IO[str] | None, option: str) -> t.IO[str] | None:

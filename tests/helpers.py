@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from tap_marketo_activities.run import OWN_STREAM_TYPES
 from tap_marketo_activities.simulator.catalog import DEFAULT_ACTIVITY_TYPE_IDS
-from tap_marketo_activities.streams.walk import OWN_STREAM_TYPES
 from tap_marketo_activities.sync.incremental import STATE_EVERY_ROWS
 
 if TYPE_CHECKING:

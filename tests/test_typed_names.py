@@ -17,7 +17,7 @@ import pytest
 from helpers import sim_config
 
 from tap_marketo_activities.simulator import World
-from tap_marketo_activities.streams.walk import COMMON_FIELDS
+from tap_marketo_activities.streams.schemas import COMMON_FIELDS
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 

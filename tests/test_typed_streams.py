@@ -16,6 +16,7 @@ from helpers import (
 )
 
 from tap_marketo_activities.simulator import World
+from tap_marketo_activities.streams.schemas import COMMON_FIELDS
 from tap_marketo_activities.streams.typed import (
     EXTRA_ATTRIBUTES,
     Column,
@@ -28,7 +29,6 @@ from tap_marketo_activities.streams.typed import (
     type_layout,
     typed_record,
 )
-from tap_marketo_activities.streams.walk import COMMON_FIELDS
 from tap_marketo_activities.sync.incremental import STATE_EVERY_ROWS
 
 START = "2024-04-12T12:00:00Z"

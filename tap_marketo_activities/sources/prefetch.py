@@ -41,7 +41,6 @@ if t.TYPE_CHECKING:
 
     import requests
 
-    from tap_marketo_activities.sync.incremental import Start
 
 LOGGER = logging.getLogger(__name__)
 
@@ -56,6 +55,13 @@ _POLL_S = 0.5
 def chain_key(stream_name: str, context: t.Mapping[str, t.Any] | None) -> str:
     """One chain per stream and partition context."""
     return json.dumps([stream_name, context], sort_keys=True, default=str)
+
+
+class Start(t.Protocol):
+    """Where a walk starts (``sync.incremental.Start``): a saved token, or a date to mint one."""
+
+    since: t.Any
+    token: str | None
 
 
 class ChainSource(t.Protocol):

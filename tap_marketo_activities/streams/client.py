@@ -54,9 +54,10 @@ if t.TYPE_CHECKING:
     from collections.abc import Generator
 
     from backoff.types import Details
+    from singer_sdk import Tap
     from singer_sdk.streams.rest import PageContext
 
-    from tap_marketo_activities.tap import TapMarketoActivities
+    from tap_marketo_activities.run import RunContext
     from tap_marketo_activities.wire.auth import MarketoAuthenticator
     from tap_marketo_activities.wire.transport import MarketoConnection
 
@@ -135,20 +136,21 @@ class MarketoStream(RESTStream[str]):
 
     def __init__(
         self,
-        tap: TapMarketoActivities,
+        tap: Tap,
+        run: RunContext,
         *,
         name: str | None = None,
         schema: dict[str, t.Any] | None = None,
     ) -> None:
+        #: What the run shares (run.py): the connection, activity types, read-ahead, writers.
+        self.run = run
         super().__init__(tap, name=name, schema=schema)
-        #: The tap that runs this stream: the run's connection and activity types live there.
-        self.tap = tap
         quiet_sdk_notices(self.logger)
 
     @property
     def api(self) -> MarketoConnection:
-        """The run's shared connection (held by the tap)."""
-        return self.tap.api
+        """The run's shared connection (held by the run context)."""
+        return self.run.connection
 
     @property
     @override

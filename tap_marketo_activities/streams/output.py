@@ -26,7 +26,7 @@ def write_schema(stream: MarketoStream) -> None:
     for stream_map in stream.stream_maps:
         if isinstance(stream_map, RemoveRecordTransform):
             continue
-        stream.tap.write_message(
+        stream.run.message_writer.write_message(
             singerlib.SchemaMessage(
                 stream_map.stream_alias,
                 stream_map.transformed_schema,
@@ -45,7 +45,7 @@ def write_record(stream: MarketoStream, row: dict[str, t.Any]) -> None:
     for stream_map in stream.stream_maps:
         mapped = stream_map.transform(row)
         if mapped is not None:
-            stream.tap.write_message(
+            stream.run.message_writer.write_message(
                 singerlib.RecordMessage(
                     stream=stream_map.stream_alias, record=mapped, time_extracted=extracted
                 )

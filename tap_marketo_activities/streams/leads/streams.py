@@ -44,9 +44,10 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
     import requests
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
-    from tap_marketo_activities.tap import TapMarketoActivities
+    from tap_marketo_activities.run import RunContext
 
 IDS_PER_CALL = 300
 MAX_TYPES_PER_CALL = 10
@@ -120,11 +121,11 @@ class LeadsStream(MarketoStream):
     primary_keys = ("id",)
     replication_key = None
 
-    def __init__(self, tap: TapMarketoActivities, merged: MergedLeadsStream) -> None:
+    def __init__(self, tap: Tap, run: RunContext, merged: MergedLeadsStream) -> None:
         self.merged = merged
         #: described once per run, through the sibling stream (this one is not built yet)
         self.fields = chosen_fields(merged, tap.config.get("lead_fields"))
-        super().__init__(tap, schema=lead_schema(self.fields))
+        super().__init__(tap, run, schema=lead_schema(self.fields))
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
@@ -166,7 +167,7 @@ class LeadsStream(MarketoStream):
         self._write_merges(merges)
         if latest is not None and latest > bookmark:
             state["replication_key_value"] = format_datetime(latest)
-            self.tap.state_writer.write_state(self.tap_state)
+            self.run.state_writer.write_state(self.tap_state)
 
     @cached_property
     def _transport(self) -> StreamBulkTransport:
@@ -204,7 +205,7 @@ class LeadsStream(MarketoStream):
         """
         started = state_time(state, "backfill_started") or self.api.now().replace(microsecond=0)
         state["backfill_started"] = format_datetime(started)
-        begin = state_time(state, "created_until") or self.tap.start_date
+        begin = state_time(state, "created_until") or self.run.start_date
         fields = self.fields
         if "createdAt" not in {field.name for field in fields}:
             fields = [*fields, Field("createdAt", "datetime")]  # to keep each lead in one window
@@ -230,16 +231,16 @@ class LeadsStream(MarketoStream):
                 if created is None or window.contains(parse_datetime(created)):
                     yield {name: value for name, value in row.items() if name in wanted}
             state["created_until"] = format_datetime(window.end)
-            self.tap.state_writer.write_state(self.tap_state)
+            self.run.state_writer.write_state(self.tap_state)
         state.pop("created_until", None)
         state.pop("backfill_started", None)
         state["replication_key_value"] = format_datetime(started)
-        self.tap.state_writer.write_state(self.tap_state)
+        self.run.state_writer.write_state(self.tap_state)
 
     def _feed(self, since: dt.datetime) -> tuple[set[int], list[feed.Merge], dt.datetime | None]:
         """Changed ids, merges and the latest ``activityDate`` of the change types' rows
         stamped at or after ``since`` (kept as ids, not rows: a first sync reads many)."""
-        present = set(self.tap.activity_type_names())
+        present = set(self.run.activity_types.names)
         types = sorted(feed.CHANGE_TYPES & present)
         changed: set[int] = set()
         merges: list[feed.Merge] = []
