@@ -13,7 +13,7 @@ from helpers import TAP, parse_messages, sim_config
 
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.simulator import World
-from tap_marketo_activities.sync.incremental import (
+from tap_marketo_activities.sync.overlap import (
     MAX_SET_BYTES,
     MAX_SET_KEYS,
     OverlapSet,

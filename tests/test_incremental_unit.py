@@ -11,7 +11,8 @@ import pytest
 
 from tap_marketo_activities.errors import MalformedResponse, StateError
 from tap_marketo_activities.records import activity_record, dated_activity_record, parse_datetime
-from tap_marketo_activities.sync.incremental import OverlapSet, PartitionSync, lateness_warning
+from tap_marketo_activities.sync.incremental import PartitionSync, lateness_warning
+from tap_marketo_activities.sync.overlap import OverlapSet
 from tap_marketo_activities.wire.envelope import first_error
 
 UTC = dt.timezone.utc

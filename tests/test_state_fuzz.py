@@ -27,7 +27,7 @@ from helpers import TAP, parse_messages, sim_config
 
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.simulator import World
-from tap_marketo_activities.sync.incremental import OverlapSet
+from tap_marketo_activities.sync.overlap import OverlapSet
 from tap_marketo_activities.sync.state import check_state, parse_state_text
 
 UTC = dt.timezone.utc

@@ -17,11 +17,8 @@ from tap_marketo_activities.streams.schemas import ACTIVITY_PROPERTIES, COMMON_F
 from tap_marketo_activities.streams.typed import EXTRA_ATTRIBUTES, Column, TypeLayout, typed_record
 from tap_marketo_activities.streams.walk import IncrementalStream
 from tap_marketo_activities.sync.handover import wants_bulk
-from tap_marketo_activities.sync.incremental import (
-    REPLICATION_KEY,
-    OverlapSet,
-    PartitionSync,
-)
+from tap_marketo_activities.sync.incremental import REPLICATION_KEY, PartitionSync
+from tap_marketo_activities.sync.overlap import OverlapSet
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
