@@ -51,8 +51,8 @@ from helpers import (
     tail,
 )
 
+from tap_marketo_activities.settings_schema import DEFAULT_LEAD_CHANGE_FIELDS
 from tap_marketo_activities.simulator import MarketoSimulator, World
-from tap_marketo_activities.tap import DEFAULT_LEAD_CHANGE_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
