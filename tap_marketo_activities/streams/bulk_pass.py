@@ -22,13 +22,9 @@ import typing as t
 
 from tap_marketo_activities.errors import MarketoError
 from tap_marketo_activities.records import format_datetime, parse_datetime
-from tap_marketo_activities.sources.bulk.backfill import (
-    STATE_KEY,
-    BackfillSettings,
-    BulkBackfill,
-    BulkStats,
-)
+from tap_marketo_activities.sources.bulk.backfill import STATE_KEY, BulkBackfill
 from tap_marketo_activities.sources.bulk.errors import UNUSABLE, ExportQuotaExceeded
+from tap_marketo_activities.sources.bulk.job_steps import BackfillSettings, BulkStats
 from tap_marketo_activities.sources.bulk.signals import Terminated
 from tap_marketo_activities.streams.bulk_transport import StreamBulkTransport
 from tap_marketo_activities.sync.handover import bulk_then_handover, wants_bulk

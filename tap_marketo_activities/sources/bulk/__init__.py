@@ -8,14 +8,17 @@ It talks HTTP only through ``BulkTransport`` (transport.py), so the tap's own tr
 (limiter, budget, auth, retries) or a plain one (tests, benchmarks) can carry it.
 
 Modules: ``windows`` (planning), ``transport`` (the interface and a plain implementation),
-``tap_transport`` (the same over the tap's connection), ``jobs`` (create/enqueue/status/cancel
-and their errors), ``download`` (Range resume and SHA-256), ``csvfile`` (streaming parse into
-REST-shaped rows), ``backfill`` (the per-window loop and its state), ``cache`` (one file per
-window shared by the type groups), ``handover`` (bulk first, REST after, through
-``PartitionSync``), ``stream_pass`` (the step ``activities`` calls), ``signals``, ``errors``.
+``jobs`` (create/enqueue/status/cancel and their errors), ``download`` (Range resume and
+SHA-256), ``csvfile`` (streaming parse into REST-shaped rows), ``backfill`` (the per-window
+loop and its state), ``job_steps`` (one window's job from creation to a downloaded file),
+``cache`` (one file per window shared by the type groups), ``signals``, ``errors``.
+Elsewhere, above this layer: ``sync/handover.py`` (bulk first, REST after, through
+``PartitionSync``), ``streams/bulk_transport.py`` (``BulkTransport`` over the tap's own
+connection) and ``streams/bulk_pass.py`` (the step ``activities`` calls).
 """
 
-from tap_marketo_activities.sources.bulk.backfill import BackfillSettings, BulkBackfill, BulkStats
+from tap_marketo_activities.sources.bulk.backfill import BulkBackfill
+from tap_marketo_activities.sources.bulk.job_steps import BackfillSettings, BulkStats
 from tap_marketo_activities.sources.bulk.signals import Terminated, terminate_as_exception
 from tap_marketo_activities.sources.bulk.transport import BulkTransport, PlainBulkTransport
 from tap_marketo_activities.sources.bulk.windows import Window, backfill_end, plan_windows
