@@ -49,12 +49,18 @@ UNVERIFIED behaviour and the choices made:
   ``listId`` rule (1003 from 2026) is not modelled;
 - the daily quota resets at midnight CST (UTC-6) by the virtual clock; identity calls and
   refused calls (601/602/606/607/615, injected faults) do not count toward it or the rate.
+
+Modules, each importing only those before it: ``catalog``, ``clock``, ``counters``,
+``faults``, ``identity``, ``limits``, ``tokens`` (leaves); ``render`` and ``world`` (the rows);
+``protocols`` (what routes read from a running instance); the routes ``endpoints``,
+``leads`` and ``bulk``; ``server`` (the HTTP handler); ``instance`` (``MarketoSimulator``,
+which owns everything and starts the server).
 """
 
 from .clock import VirtualClock
 from .counters import Counters
 from .faults import Faults
-from .server import MarketoSimulator
+from .instance import MarketoSimulator
 from .world import Campaign, RowInfo, World
 
 __all__ = ["Campaign", "Counters", "Faults", "MarketoSimulator", "RowInfo", "VirtualClock", "World"]

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .faults import DEFAULT_KINDS, Faults
-from .server import MarketoSimulator
+from .instance import MarketoSimulator
 from .world import World
 
 if TYPE_CHECKING:

@@ -61,7 +61,7 @@ from .render import render_activity
 if TYPE_CHECKING:
     from datetime import date
 
-    from .server import MarketoSimulator
+    from .protocols import Instance
     from .world import World
 
 PREFIX = "/bulk/v1/activities/export"
@@ -223,7 +223,7 @@ class BulkExports:
             }
 
     # ------------------------------------------------------------ endpoints
-    def create(self, sim: MarketoSimulator, owner: str, raw_body: bytes) -> dict[str, Any]:
+    def create(self, sim: Instance, owner: str, raw_body: bytes) -> dict[str, Any]:
         try:
             body = json.loads(raw_body or b"{}")
         except ValueError:
@@ -264,7 +264,7 @@ class BulkExports:
             )
             return {"success": True, "result": [job.as_json(self)]}
 
-    def leads_create(self, sim: MarketoSimulator, owner: str, raw_body: bytes) -> dict[str, Any]:
+    def leads_create(self, sim: Instance, owner: str, raw_body: bytes) -> dict[str, Any]:
         """A lead export job by ``createdAt`` or ``updatedAt`` (one filter, at most 31 days).
 
         ``updatedAt`` answers 1035 unless ``lead_updated_at_filter`` is on, as an instance
@@ -307,7 +307,7 @@ class BulkExports:
             job.lead_filter = (kind, to_epoch(start), to_epoch(end))
             return {"success": True, "result": [job.as_json(self)]}
 
-    def enqueue(self, sim: MarketoSimulator, owner: str, export_id: str) -> dict[str, Any]:
+    def enqueue(self, sim: Instance, owner: str, export_id: str) -> dict[str, Any]:
         now = sim.clock.now()
         with self._lock:
             self._settle(sim)
@@ -324,12 +324,12 @@ class BulkExports:
             self._settle(sim)
             return {"success": True, "result": [job.as_json(self)]}
 
-    def status(self, sim: MarketoSimulator, owner: str, export_id: str) -> dict[str, Any]:
+    def status(self, sim: Instance, owner: str, export_id: str) -> dict[str, Any]:
         with self._lock:
             self._settle(sim)
             return {"success": True, "result": [self._job(owner, export_id).as_json(self)]}
 
-    def cancel(self, sim: MarketoSimulator, owner: str, export_id: str) -> dict[str, Any]:
+    def cancel(self, sim: Instance, owner: str, export_id: str) -> dict[str, Any]:
         with self._lock:
             self._settle(sim)
             job = self._job(owner, export_id)
@@ -340,7 +340,7 @@ class BulkExports:
             self._settle(sim)
             return {"success": True, "result": [job.as_json(self)]}
 
-    def listing(self, sim: MarketoSimulator, owner: str, params: dict[str, list[str]]) -> Any:
+    def listing(self, sim: Instance, owner: str, params: dict[str, list[str]]) -> Any:
         with self._lock:
             self._settle(sim)
             wanted = {
@@ -368,7 +368,7 @@ class BulkExports:
             return body
 
     def file(
-        self, sim: MarketoSimulator, owner: str, export_id: str, range_header: str | None
+        self, sim: Instance, owner: str, export_id: str, range_header: str | None
     ) -> FileAnswer:
         with self._lock:
             self._settle(sim)
@@ -418,7 +418,7 @@ class BulkExports:
         if day != self._quota_day:
             self._quota_day, self.used_bytes = day, 0
 
-    def _settle(self, sim: MarketoSimulator) -> None:
+    def _settle(self, sim: Instance) -> None:
         """Advance every job to where the virtual clock says it is (events in time order)."""
         now = sim.clock.now()
         span = timedelta(seconds=self.processing_s)
@@ -447,7 +447,7 @@ class BulkExports:
             if queued:
                 self._start(sim, queued[0], max(finish, queued[0].queued_at or finish))
 
-    def _start(self, sim: MarketoSimulator, job: Job, at: datetime) -> None:
+    def _start(self, sim: Instance, job: Job, at: datetime) -> None:
         job.status, job.started_at = "Processing", at
         if job.owner != sim.client_id:
             return
@@ -458,7 +458,7 @@ class BulkExports:
         # Marketo does it, so that enqueue and status answer at once even for a huge file.
         threading.Thread(target=self._write, args=(sim.world, job, at, path), daemon=True).start()
 
-    def _complete(self, sim: MarketoSimulator, job: Job, at: datetime) -> None:
+    def _complete(self, sim: Instance, job: Job, at: datetime) -> None:
         if job.owner == sim.client_id and self.fail_jobs > 0:
             self.fail_jobs -= 1
             job.status, job.finished_at = "Failed", at

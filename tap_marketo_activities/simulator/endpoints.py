@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from .server import MarketoSimulator
+    from .protocols import Instance
 
 Params = dict[str, list[str]]
 MAX_BATCH = 300
@@ -104,7 +104,7 @@ def _list_id(params: Params) -> int | None:
     return _int(raw) if raw is not None else None
 
 
-def _walk(sim: MarketoSimulator, params: Params, flt: Filter, batch: int) -> dict[str, Any]:
+def _walk(sim: Instance, params: Params, flt: Filter, batch: int) -> dict[str, Any]:
     """One page of a commit-order walk; see world.py for why commit order."""
     text = _required(params, "nextPageToken")
     try:
@@ -140,7 +140,7 @@ def _walk(sim: MarketoSimulator, params: Params, flt: Filter, batch: int) -> dic
     }
 
 
-def activities(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+def activities(sim: Instance, params: Params) -> dict[str, Any]:
     _required(params, "nextPageToken")
     type_ids = _ints(params, "activityTypeIds")
     if not type_ids:
@@ -162,7 +162,7 @@ def activities(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
     return _walk(sim, params, flt, batch)
 
 
-def lead_changes(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+def lead_changes(sim: Instance, params: Params) -> dict[str, Any]:
     _required(params, "nextPageToken")
     fields = _values(params, "fields")
     if not fields:
@@ -177,12 +177,12 @@ def lead_changes(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
     return _walk(sim, params, flt, batch)
 
 
-def deleted_leads(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+def deleted_leads(sim: Instance, params: Params) -> dict[str, Any]:
     _required(params, "nextPageToken")
     return _walk(sim, params, make_filter("deleted_leads"), _batch_size(params))
 
 
-def paging_token(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+def paging_token(sim: Instance, params: Params) -> dict[str, Any]:
     raw = _required(params, "sinceDatetime")
     try:
         since: datetime = parse_datetime(raw)
@@ -195,7 +195,7 @@ def paging_token(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
     return {"success": True, "nextPageToken": token.encode(long=sim.long_tokens)}
 
 
-def activity_types(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+def activity_types(sim: Instance, params: Params) -> dict[str, Any]:
     del params
     present = set(sim.world.type_ids()) | set(cat.TYPES_BY_ID)
     result = []
@@ -216,7 +216,7 @@ def activity_types(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
     return {"success": True, "result": result}
 
 
-def usage(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+def usage(sim: Instance, params: Params) -> dict[str, Any]:
     del params
     day, used = sim.limits.usage(sim.clock.now())
     return {
@@ -231,7 +231,7 @@ def usage(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
     }
 
 
-def leads_describe(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+def leads_describe(sim: Instance, params: Params) -> dict[str, Any]:
     """The lead fields the simulator knows (names as ``fields=`` accepts them).
 
     Served for other extractors' discovery (Stitch's tap-marketo reads it before it lists
@@ -250,7 +250,7 @@ def leads_describe(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
     return {"success": True, "result": result}
 
 
-ROUTES: dict[str, Callable[[MarketoSimulator, Params], dict[str, Any]]] = {
+ROUTES: dict[str, Callable[[Instance, Params], dict[str, Any]]] = {
     "/rest/v1/activities.json": activities,
     "/rest/v1/activities/leadchanges.json": lead_changes,
     "/rest/v1/activities/deletedleads.json": deleted_leads,

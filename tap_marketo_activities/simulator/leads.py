@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from .endpoints import Params
-    from .server import MarketoSimulator
+    from .protocols import Instance
     from .world import World
 
 MAX_IDS = 300
@@ -188,7 +188,7 @@ class LeadDatabase:
 _DATABASES: WeakKeyDictionary[World, LeadDatabase] = WeakKeyDictionary()
 
 
-def database(sim: MarketoSimulator) -> LeadDatabase:
+def database(sim: Instance) -> LeadDatabase:
     """The lead database of the simulator's current world (built once per world)."""
     db = _DATABASES.get(sim.world)
     if db is None:
@@ -196,7 +196,7 @@ def database(sim: MarketoSimulator) -> LeadDatabase:
     return db
 
 
-def describe(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+def describe(sim: Instance, params: Params) -> dict[str, Any]:
     """``/rest/v1/leads/describe2.json``: every REST field, standard and custom."""
     del sim, params
     fields = []
@@ -215,7 +215,7 @@ def describe(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
     }
 
 
-def leads(sim: MarketoSimulator, params: Params) -> dict[str, Any]:
+def leads(sim: Instance, params: Params) -> dict[str, Any]:
     """``/rest/v1/leads.json`` by ``filterType`` (``id``, ``email``), up to 300 values."""
     filter_type = _single(params, "filterType")
     if filter_type is None:
@@ -266,7 +266,7 @@ def export_rows(
     ]
 
 
-ROUTES: dict[str, Callable[[MarketoSimulator, Params], dict[str, Any]]] = {
+ROUTES: dict[str, Callable[[Instance, Params], dict[str, Any]]] = {
     "/rest/v1/leads/describe2.json": describe,
     "/rest/v1/leads.json": leads,
 }

@@ -9,14 +9,34 @@ identically and a million-row world costs a few columns of ints, not a million d
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import catalog as cat
 
 if TYPE_CHECKING:
+    from array import array
     from collections.abc import Callable
 
-    from .world import World
+
+class Rows(Protocol):
+    """The columns of a world that rendering reads (``world.World`` holds them).
+
+    A Protocol, so that this module does not import ``world.py``, which renders with it.
+    """
+
+    id_base: int
+    id_stride: int
+    id_absent_permille: int
+    event: array[int]
+    type_id: array[int]
+    lead: array[int]
+    campaign: array[int]
+    aux: array[int]
+
+    def guid(self, i: int) -> str:
+        """The row's marketoGUID."""
+        ...
+
 
 _MAILING_TYPES = frozenset({6, 7, 8, 9, 10, 11, 27})
 _PERSON_TYPES = frozenset({12, 19, 21, 32, 37, 145})
@@ -46,7 +66,7 @@ def render_date(ts: int, plus_form: bool) -> str:
     return text + ("+0000" if plus_form else "Z")
 
 
-def lead_field_change(world: World, i: int) -> tuple[int, str, str, str | None]:
+def lead_field_change(world: Rows, i: int) -> tuple[int, str, str, str | None]:
     """The (field id, field name, new value, old value) of a type-13 row."""
     aux = world.aux[i]
     field_id, name = cat.LEAD_FIELDS[aux % len(cat.LEAD_FIELDS)]
@@ -80,7 +100,7 @@ def lead_field_change(world: World, i: int) -> tuple[int, str, str, str | None]:
     return field_id, name, new, old
 
 
-def _primary(world: World, i: int, type_id: int, h: int) -> tuple[int | None, str | None]:
+def _primary(world: Rows, i: int, type_id: int, h: int) -> tuple[int | None, str | None]:
     lead = world.lead[i]
     campaign = world.campaign[i]
     if type_id in _MAILING_TYPES:
@@ -121,12 +141,12 @@ def _primary(world: World, i: int, type_id: int, h: int) -> tuple[int | None, st
     return h % 1000, f"Asset {h % 1000}"
 
 
-def primary_id(world: World, i: int) -> int | None:
+def primary_id(world: Rows, i: int) -> int | None:
     """primaryAttributeValueId of row ``i`` (used by the ``assetIds`` filter)."""
     return _primary(world, i, world.type_id[i], mix(world.aux[i], 7))[0]
 
 
-def _attr_value(world: World, i: int, name: str, data_type: str, h: int) -> Any:
+def _attr_value(world: Rows, i: int, name: str, data_type: str, h: int) -> Any:
     """One attribute value, or None when the value is empty (Marketo omits those)."""
     special = _SPECIAL.get(name)
     if special is not None:
@@ -140,20 +160,20 @@ def _attr_value(world: World, i: int, name: str, data_type: str, h: int) -> Any:
     return f"{name} {h % 20}"
 
 
-def _campaign_run(world: World, i: int, h: int) -> Any:
+def _campaign_run(world: Rows, i: int, h: int) -> Any:
     campaign = world.campaign[i]
     return 90000 + campaign if campaign else 80000 + h % 100
 
 
-def _optional(text: str, one_in: int) -> Callable[[World, int, int], Any]:
-    def value(_world: World, _i: int, h: int) -> Any:
+def _optional(text: str, one_in: int) -> Callable[[Rows, int, int], Any]:
+    def value(_world: Rows, _i: int, h: int) -> Any:
         return None if h % one_in else text  # empty on (one_in - 1) rows in one_in: omitted
 
     return value
 
 
-def _change_value(new: bool) -> Callable[[World, int, int], Any]:
-    def value(world: World, i: int, h: int) -> Any:
+def _change_value(new: bool) -> Callable[[Rows, int, int], Any]:
+    def value(world: Rows, i: int, h: int) -> Any:
         if world.type_id[i] == cat.CHANGE_DATA_VALUE:
             _, _, new_value, old_value = lead_field_change(world, i)
             return new_value if new else old_value
@@ -164,7 +184,7 @@ def _change_value(new: bool) -> Callable[[World, int, int], Any]:
     return value
 
 
-_SPECIAL: dict[str, Callable[[World, int, int], Any]] = {
+_SPECIAL: dict[str, Callable[[Rows, int, int], Any]] = {
     "Lead ID": lambda w, i, h: w.lead[i],
     "Campaign Run ID": _campaign_run,
     "Step ID": lambda w, i, h: 10 + h % 5,
@@ -196,7 +216,7 @@ _SPECIAL: dict[str, Callable[[World, int, int], Any]] = {
 }
 
 
-def _attributes(world: World, i: int, type_def: cat.ActivityTypeDef) -> list[dict[str, Any]]:
+def _attributes(world: Rows, i: int, type_def: cat.ActivityTypeDef) -> list[dict[str, Any]]:
     aux = world.aux[i]
     out = []
     for k, (name, data_type) in enumerate(type_def.attributes):
@@ -206,7 +226,7 @@ def _attributes(world: World, i: int, type_def: cat.ActivityTypeDef) -> list[dic
     return out
 
 
-def _head(world: World, i: int) -> dict[str, Any]:
+def _head(world: Rows, i: int) -> dict[str, Any]:
     aux = world.aux[i]
     row: dict[str, Any] = {}
     if (aux >> 8) % 1000 >= world.id_absent_permille:
@@ -220,7 +240,7 @@ def _head(world: World, i: int) -> dict[str, Any]:
     return row
 
 
-def render_activity(world: World, i: int) -> dict[str, Any]:
+def render_activity(world: Rows, i: int) -> dict[str, Any]:
     """A row as activities.json and deletedleads.json render it."""
     type_id = world.type_id[i]
     row = _head(world, i)
@@ -234,7 +254,7 @@ def render_activity(world: World, i: int) -> dict[str, Any]:
     return row
 
 
-def render_lead_change(world: World, i: int) -> dict[str, Any]:
+def render_lead_change(world: Rows, i: int) -> dict[str, Any]:
     """A row as leadchanges.json renders it: no primary attribute, a ``fields`` list."""
     type_id = world.type_id[i]
     row = _head(world, i)
