@@ -33,6 +33,7 @@ from .leads import ROUTES as LEAD_ROUTES
 from .protocols import Instance
 
 if TYPE_CHECKING:
+    from .bulk_files import FileAnswer
     from .identity import AccessTokens
 
 MAX_REQUEST_LINE = 8192
@@ -324,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"success": True}
         self._json(200, body)
 
-    def _send_file(self, answer: bulk.FileAnswer) -> None:
+    def _send_file(self, answer: FileAnswer) -> None:
         """Stream a byte range from disk; a ``break_after`` answer stops early and resets."""
         book = self.server.sim.counter_book
         if answer.path is None:
