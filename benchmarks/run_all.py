@@ -29,7 +29,7 @@ from peak import MARKER
 from peers import peers
 
 from tap_marketo_activities.simulator import MarketoSimulator, World
-from tap_marketo_activities.simulator.world import Campaign
+from tap_marketo_activities.simulator.generate import Campaign
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "reference_client.py"

@@ -51,7 +51,8 @@ UNVERIFIED behaviour and the choices made:
   refused calls (601/602/606/607/615, injected faults) do not count toward it or the rate.
 
 Modules, each importing only those before it: ``catalog``, ``clock``, ``counters``,
-``faults``, ``identity``, ``limits``, ``tokens`` (leaves); ``render`` and ``world`` (the rows);
+``faults``, ``identity``, ``limits``, ``tokens`` (leaves); ``render``, ``generate`` and
+``world`` (the rows);
 ``protocols`` (what routes read from a running instance); the routes ``endpoints``,
 ``leads`` and ``bulk``; ``server`` (the HTTP handler); ``instance`` (``MarketoSimulator``,
 which owns everything and starts the server).
@@ -60,7 +61,8 @@ which owns everything and starts the server).
 from .clock import VirtualClock
 from .counters import Counters
 from .faults import Faults
+from .generate import Campaign
 from .instance import MarketoSimulator
-from .world import Campaign, RowInfo, World
+from .world import RowInfo, World
 
 __all__ = ["Campaign", "Counters", "Faults", "MarketoSimulator", "RowInfo", "VirtualClock", "World"]
