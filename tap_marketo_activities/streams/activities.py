@@ -152,7 +152,7 @@ class ActivitiesStream(IncrementalStream):
 
     @override
     def backfill(self, sync: PartitionSync, context: Context | None) -> Iterable[dict]:
-        """Long windows go through Bulk Extract jobs first (bulk/stream_pass.py)."""
+        """Long windows go through Bulk Extract jobs first (streams/bulk_pass.py)."""
         return backfill_pass(
             self,
             sync,

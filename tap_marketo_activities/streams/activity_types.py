@@ -33,7 +33,7 @@ class ActivityTypesStream(MarketoStream):
     ).to_dict()
 
     def fetch(self) -> list[dict[str, t.Any]]:
-        """One types.json call (the tap caches the answer for the run)."""
+        """One types.json call (the run context keeps the answer for the run)."""
         return [row for row in self.fetch_result(self.path) if "id" in row]
 
     @override

@@ -1,7 +1,7 @@
 """Per-type activity tables: stream names, column names, column types and typed values.
 
 Pure functions of ``/activities/types.json`` and of one record; the streams that use them
-live in ``streams.py``. The naming rules are part of the tap's contract with warehouses
+live in ``activities.py``. The naming rules are part of the tap's contract with warehouses
 (a renamed table or column breaks every query on it), so they are written down here and
 in the README, and they only change with a major release:
 

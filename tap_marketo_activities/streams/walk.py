@@ -216,7 +216,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         finally:
             self._cursor_accepted = True
 
-    # -- reading ahead (prefetch.py) ---------------------------------------------------
+    # -- reading ahead (sources/prefetch.py) -------------------------------------------
 
     def plan_chains(self) -> list[Plan]:
         """This stream's walks to read ahead, each from the start its state gives now.
@@ -397,7 +397,7 @@ def describe_start(sync: PartitionSync, start: Start) -> str:
     since = format_datetime(start.since)
     minutes = int(sync.lookback.total_seconds() // 60)
     if sync.bookmark is None and start.since > sync.start_date:
-        # A bulk backfill read the window up to here and handed over (bulk/handover.py).
+        # A bulk backfill read the window up to here and handed over (sync/handover.py).
         done = format_datetime(start.since + sync.lookback)
         return f"{since} (bulk backfill done up to {done} minus {minutes} min lookback)"
     if sync.bookmark is None:

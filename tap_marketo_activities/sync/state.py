@@ -29,7 +29,7 @@ MAX_TYPES_PER_GROUP = 10
 MAX_TYPE_ID = 2**31 - 1
 
 INCREMENTAL_STREAMS = ("activities", "lead_changes", "deleted_leads")
-#: leads and merged_leads exist when leads_stream is on (leads/streams.py).
+#: leads and merged_leads exist when leads_stream is on (streams/leads/streams.py).
 STREAMS = ("activity_types", *INCREMENTAL_STREAMS, "leads", "merged_leads")
 TOP_LEVEL_KEYS = frozenset({"bookmarks", "currently_syncing"})
 #: The per-type tables (typed.py): the SDK keeps an entry for each; their progress is the
