@@ -62,6 +62,9 @@ class TapMarketoActivities(Tap):
     #: Every setting (settings_schema.py).
     config_jsonschema = CONFIG_SCHEMA
 
+    #: Streams the input state had bookmarks for (load_state); None: no state given.
+    _streams_in_state: frozenset[str] | None = None
+
     #: Taps built by this process's ``invoke`` whose run has not been summarised yet.
     _runs: t.ClassVar[list[TapMarketoActivities]] = []
 
@@ -152,6 +155,7 @@ class TapMarketoActivities(Tap):
             message_writer=self.message_writer,
             logger=self.logger,
             walks=lambda: [s for s in self.streams.values() if isinstance(s, IncrementalStream)],
+            streams_in_state=self._streams_in_state,
         )
 
     def _connect(self, run: RunContext) -> MarketoConnection:
@@ -248,7 +252,11 @@ class TapMarketoActivities(Tap):
         checked = check_state(state)
         # Which streams the state already knew: a per-type table absent from it is selected
         # for the first time and reads its history (ActivitiesStream.history_types).
-        self.run.streams_in_state = frozenset(checked.get("bookmarks") or ())
+        # Kept here until the run context is built (in discovery, after the settings are
+        # checked: building it earlier would read a bad start_date before its one-line error).
+        self._streams_in_state = frozenset(checked.get("bookmarks") or ())
+        if "run" in self.__dict__:
+            self.run.streams_in_state = self._streams_in_state
         super().load_state(checked)
 
     # -- running ---------------------------------------------------------------------

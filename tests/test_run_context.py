@@ -8,7 +8,10 @@ cache, closing) are checked without a Tap, an SDK run or a server.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -132,3 +135,23 @@ def test_writers_are_the_ones_handed_in():
     run.message_writer.write_message("m")
     assert recorder.states == [{"bookmarks": {}}]
     assert recorder.messages == ["m"]
+
+
+def test_discovery_builds_the_run_context_only_after_the_settings_are_checked(tmp_path):
+    """A bad start_date in --discover is the settings check's one line, not a traceback.
+
+    The SDK loads the (empty) state before discovery; the run context (which reads
+    start_date) must not be built then.
+    """
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"simulator": True, "start_date": "2024-01-01T10:00:00"}))
+    done = subprocess.run(
+        [sys.executable, "-m", "tap_marketo_activities", "--config", str(config), "--discover"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert "start_date '2024-01-01T10:00:00' needs a time zone" in done.stderr
