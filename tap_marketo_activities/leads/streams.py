@@ -92,26 +92,6 @@ def chosen_fields(stream: MarketoStream, wanted: list[str] | None) -> list[Field
         raise ConfigError(msg) from None
 
 
-class MergedLeadsStream(MarketoStream):
-    """Leads merged away: loser id, winner id and merge time (from Merge Leads activities)."""
-
-    name = "merged_leads"
-    path = ACTIVITIES_PATH
-    primary_keys = ("loserId", "winnerId")
-    replication_key = None
-    schema = th.PropertiesList(
-        th.Property("loserId", th.IntegerType, required=True),
-        th.Property("winnerId", th.IntegerType, required=True),
-        th.Property("mergedAt", th.DateTimeType, required=True),
-        th.Property("marketoGUID", th.StringType, description="The Merge Leads activity"),
-    ).to_dict()
-
-    @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        """Nothing of its own: the ``leads`` pass writes these rows."""
-        return iter(())
-
-
 class LeadsStream(MarketoStream):
     """Every lead field (or ``lead_fields``), for each lead the change feed names."""
 
@@ -133,6 +113,7 @@ class LeadsStream(MarketoStream):
         bookmark = state_time(state, "replication_key_value")
         if bookmark is None:
             yield from self._first_sync(state)
+            self.merged.write([])
             return
         lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
         since = bookmark - lookback
@@ -163,10 +144,17 @@ class LeadsStream(MarketoStream):
                         yield row
             latest = max(latest or started, started)
         yield from self._read(sorted(changed - exported))
-        self._write_merges(merges)
+        self.merged.write(merges)
         if latest is not None and latest > bookmark:
             state["replication_key_value"] = format_datetime(latest)
             self.tap.state_writer.write_state(self.tap_state)
+
+    @override
+    def generate_child_contexts(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        """None: ``merged_leads`` is written by this pass, not synced per lead."""
+        return ()
 
     @cached_property
     def _transport(self) -> StreamBulkTransport:
@@ -312,10 +300,40 @@ class LeadsStream(MarketoStream):
         send = self.request_decorator(self._send_single)
         return t.cast("requests.Response", send(request))
 
-    def _write_merges(self, merges: list[feed.Merge]) -> None:
-        if not merges or not self.merged.selected:
+
+class MergedLeadsStream(MarketoStream):
+    """Leads merged away: loser id, winner id and merge time (from Merge Leads activities).
+
+    The SDK's child of ``leads`` (as the per-type tables are of ``activities``), so it is
+    never synced on its own: the ``leads`` pass writes its SCHEMA, once, before its first
+    row. As a stream of its own it wrote a SCHEMA at its sync too, after the pass had.
+    """
+
+    name = "merged_leads"
+    parent_stream_type = LeadsStream
+    path = ACTIVITIES_PATH
+    primary_keys = ("loserId", "winnerId")
+    replication_key = None
+    schema = th.PropertiesList(
+        th.Property("loserId", th.IntegerType, required=True),
+        th.Property("winnerId", th.IntegerType, required=True),
+        th.Property("mergedAt", th.DateTimeType, required=True),
+        th.Property("marketoGUID", th.StringType, description="The Merge Leads activity"),
+    ).to_dict()
+    schema_written = False
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Nothing of its own: the ``leads`` pass writes these rows."""
+        return iter(())
+
+    def write(self, merges: list[feed.Merge]) -> None:
+        """The rows of these merges, after its SCHEMA (written once per run, rows or none)."""
+        if not self.selected:
             return
-        write_schema(self.merged)
+        if not self.schema_written:
+            write_schema(self)
+            self.schema_written = True
         for merge in merges:
             row = {
                 "loserId": merge.loser_id,
@@ -323,4 +341,4 @@ class LeadsStream(MarketoStream):
                 "mergedAt": format_datetime(parse_datetime(merge.merged_at)),
                 "marketoGUID": merge.marketo_guid,
             }
-            write_record(self.merged, row)
+            write_record(self, row)
