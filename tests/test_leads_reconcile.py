@@ -120,3 +120,26 @@ def test_stops_at_its_budget_and_continues_on_a_later_quota_day(simulator, run_t
     assert created_jobs(sim) - start_jobs == planned, "each window exported once"
     assert state["bookmarks"]["leads"]["reconciled_at"] == at(8)
     assert seen >= set(database(sim).at(sim.clock.now())), "every lead read again"
+
+
+def test_a_failing_reconciliation_pauses_and_the_feed_still_runs(simulator, run_tap):
+    sim = simulator(world(), now=FIRST_NOW)
+    first = run_tap(leads_config(sim))
+    assert first.returncode == 0, first.stderr[-2000:]
+    sim.clock.set(at(8))
+    sim.bulk.fail_jobs = 1  # the first window's job ends Failed
+    failed = run_tap(leads_config(sim), state=first.state)
+    assert failed.returncode == 0, failed.stderr[-2000:]
+    assert "leads: reconciliation paused (" in failed.stderr
+    since = format_datetime(parse_datetime(FIRST_NOW) - timedelta(minutes=60))  # lookback
+    feed = set(changed(sim, since, at(8))) & set(database(sim).at(sim.clock.now()))
+    assert feed, "the scenario has changed leads"
+    assert feed <= set(leads_of(failed)), "the feed ran"
+    leads_state = failed.state["bookmarks"]["leads"]
+    assert leads_state["reconcile"]["started"] == at(8)
+    assert leads_state["reconciled_at"] == FIRST_NOW
+    sim.clock.set(at(8.5))
+    resumed = run_tap(leads_config(sim), state=failed.state)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert set(leads_of(resumed)) == set(database(sim).at(sim.clock.now()))
+    assert resumed.state["bookmarks"]["leads"]["reconciled_at"] == at(8)

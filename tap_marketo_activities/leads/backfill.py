@@ -35,7 +35,7 @@ from pathlib import Path
 from typing_extensions import override
 
 from tap_marketo_activities.bulk.backfill import BulkBackfill
-from tap_marketo_activities.bulk.errors import DownloadBroken
+from tap_marketo_activities.bulk.errors import UNUSABLE, DownloadBroken, ExportQuotaExceeded
 from tap_marketo_activities.bulk.signals import Terminated
 from tap_marketo_activities.errors import MarketoError
 from tap_marketo_activities.leads.export import LeadExportJobs, typed_rows
@@ -114,6 +114,18 @@ class LeadBackfill(BulkBackfill):
         self.write_state(True)
 
 
+class BulkPassStopped(MarketoError):
+    """A lead export's file kept breaking; the state is saved and the next run resumes."""
+
+
+#: What stops a lead export pass but not the run's other work (the reconciliation pauses).
+PASS_STOPPERS: tuple[type[Exception], ...] = (
+    ExportQuotaExceeded,
+    BulkPassStopped,
+    *(kind for kind in UNUSABLE if issubclass(kind, MarketoError)),
+)
+
+
 def exported_rows(
     backfill: LeadBackfill,
     start: dt.datetime,
@@ -155,7 +167,7 @@ def exported_rows(
             f"The {backfill.label} stopped: a bulk export file kept breaking ({exc}); "
             "the next run resumes it."
         )
-        raise MarketoError(msg) from None
+        raise BulkPassStopped(msg) from None
     finally:
         stats.bulk_jobs += backfill.stats.jobs - before[0]
         stats.bulk_bytes += backfill.stats.bytes - before[1]

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_marketo_activities.bulk.errors import BulkApiError, ExportQuotaExceeded
+from tap_marketo_activities.bulk.errors import BulkApiError
 from tap_marketo_activities.bulk.stream_pass import settings_from
 from tap_marketo_activities.bulk.tap_transport import StreamBulkTransport
 from tap_marketo_activities.bulk.windows import Window, plan_windows
@@ -28,7 +28,7 @@ from tap_marketo_activities.client import MarketoStream
 from tap_marketo_activities.envelope import envelope, page_rows
 from tap_marketo_activities.errors import ConfigError, MarketoError
 from tap_marketo_activities.leads import feed, reconcile
-from tap_marketo_activities.leads.backfill import LeadBackfill, exported_rows
+from tap_marketo_activities.leads.backfill import PASS_STOPPERS, LeadBackfill, exported_rows
 from tap_marketo_activities.leads.export import LeadExportJobs, export_window
 from tap_marketo_activities.leads.schema import (
     Field,
@@ -190,8 +190,14 @@ class LeadsStream(MarketoStream):
             )
             for row in rows:
                 yield {name: value for name, value in row.items() if name in wanted}
-        except ExportQuotaExceeded as exc:
-            self.logger.warning("leads: reconciliation paused, state saved: %s", exc)
+        except PASS_STOPPERS as exc:
+            # The feed still runs: a reconciliation that cannot go on must not keep the
+            # leads from being updated; the next run takes it up where the state says.
+            self.logger.warning(
+                "leads: reconciliation paused (%s); the change feed runs as usual and the "
+                "next run continues the reconciliation",
+                exc,
+            )
         return backfill.oldest_snapshot
 
     def _with_created_at(self) -> list[Field]:
