@@ -20,6 +20,7 @@ import typing as t
 from tap_marketo_activities.bulk.state_check import check_bulk
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.incremental import PartitionSync
+from tap_marketo_activities.leads.state import check_leads_state
 
 # Deeper than any state this tap writes (7 levels with Meltano's wrapper), shallow enough
 # that copying or writing the state back can never exhaust Python's recursion limit.
@@ -166,6 +167,8 @@ def check_state(state: t.Any) -> dict[str, t.Any]:
             _fail(f"stream '{name}'", name, f"must be an object, not {_kind(stream_state)}")
         if name in INCREMENTAL_STREAMS:
             check_stream_state(name, stream_state)
+        elif name == "leads":
+            check_leads_state(stream_state, dt.datetime.now(dt.timezone.utc))
     return state
 
 
