@@ -15,6 +15,7 @@ import difflib
 import json
 import os
 import re
+import sys
 import typing as t
 from pathlib import Path, PurePath
 
@@ -56,23 +57,49 @@ def read_config(config: t.Any) -> dict[str, t.Any]:
     return merged
 
 
-def read_config_file(path: str | PurePath) -> dict[str, t.Any]:
-    """One --config file's settings; refused in one line naming the file and the problem."""
+def read_option_file(path: str | PurePath, option: str) -> str:
+    """The text of a --config, --state or --catalog file, or one line naming what is wrong.
+
+    Each line starts with the file's name, as ``cat`` and compilers say it, then the option
+    and the problem: ``c.json: The --config file does not exist.``
+
+    Read here rather than by the command line library: it refused a missing --state or
+    --catalog file with a three-line usage message (exit 2), and an unreadable one ended
+    in a traceback. ``-`` is standard input, as it was.
+    """
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
+        if str(path) == "-":
+            return sys.stdin.read()
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        refuse(f"The --config file {path} does not exist.")
+        refuse(f"{path}: The {option} file does not exist.")
+    except UnicodeDecodeError as exc:
+        refuse(
+            f"{path}: The {option} file is not UTF-8 text (byte {exc.start} cannot be read); "
+            "save it as UTF-8 JSON."
+        )
     except OSError as exc:
-        refuse(f"The --config file {path} cannot be read ({exc.strerror}).")
+        refuse(f"{path}: The {option} file cannot be read ({exc.strerror}).")
+
+
+def parse_json_text(text: str, path: str | PurePath, option: str, advice: str = "") -> t.Any:
+    """The JSON in a file's text; refused naming the file, the line and the column."""
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         refuse(
-            f"The --config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}."
+            f"{path}: The {option} file is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}.{advice}"
         )
     except (ValueError, RecursionError) as exc:
-        refuse(f"The --config file {path} is not valid JSON ({exc}).")
+        refuse(f"{path}: The {option} file is not valid JSON ({exc}).{advice}")
+
+
+def read_config_file(path: str | PurePath) -> dict[str, t.Any]:
+    """One --config file's settings; refused in one line naming the file and the problem."""
+    value = parse_json_text(read_option_file(path, "--config"), path, "--config")
     if not isinstance(value, dict):
-        refuse(f"The --config file {path} must hold a JSON object of settings.")
+        refuse(f"{path}: The --config file must hold a JSON object of settings.")
     return value
 
 
