@@ -241,7 +241,9 @@ def start_date_value(value: str) -> dt.datetime:
             when = parse_datetime(text)
     except ValueError as exc:
         reason = str(exc)
-        if reason.endswith("has no time zone"):
+        if reason.endswith("has no time zone") and from_meltano():
+            msg = meltano_rewrote_start_date(value)
+        elif reason.endswith("has no time zone"):
             msg = f"start_date {value!r} needs a time zone, {example}."
         else:
             msg = f"start_date {value!r} is not a date ({reason}); write it as ISO 8601, {example}."
@@ -253,3 +255,34 @@ def start_date_value(value: str) -> dt.datetime:
         )
         raise ValueError(msg)
     return when
+
+
+#: Set by Meltano in the environment of every extractor it runs (its plugin info variables).
+MELTANO_EXTRACTOR = "MELTANO_EXTRACTOR_NAME"
+
+
+def from_meltano() -> bool:
+    """True when Meltano started the tap (and so may have re-written date settings)."""
+    return bool(os.environ.get(MELTANO_EXTRACTOR))
+
+
+def meltano_rewrote_start_date(value: str) -> str:
+    """The line for a start_date with no zone that came from Meltano.
+
+    Meltano (4.x, setting kind ``date_iso8601``) re-writes a date before it hands it over:
+    an unquoted date-time in meltano.yml loses its zone (``2024-01-01T10:00:00Z`` and
+    ``2024-01-01 10:00:00+02:00`` both arrive as ``2024-01-01T10:00:00``: the offset is
+    dropped, not applied), and forms it does not take for ISO 8601 (``2024-01-01 10:00``,
+    ``30 days ago``) are parsed and re-written. The value the tap received is quoted as
+    received and said to come from Meltano, so the person does not look for a string they
+    never wrote; it is refused rather than read as UTC, which would shift a dropped offset.
+    """
+    name = os.environ.get(MELTANO_EXTRACTOR) or "the extractor"
+    return (
+        f"start_date reached the tap from Meltano ({name}) as {value!r}, with no time zone. "
+        "Meltano re-writes date settings: a date-time written unquoted in meltano.yml loses "
+        "its zone (an offset such as +02:00 is dropped, not applied), and other forms "
+        "('2024-01-01 10:00', '30 days ago') are re-written, so this may not be what you "
+        "wrote. Quote it in meltano.yml with its zone, e.g. start_date: "
+        "'2024-01-01T00:00:00Z', or give a date alone (2024-01-01)."
+    )
