@@ -516,6 +516,7 @@ class TapMarketoActivities(Tap):
     @override
     def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
         """Discovery asks Marketo for the activity types: its failures get one line too."""
+        quiet_sdk_notices(cls.logger)  # (Meltano runs --discover before every run)
         try:
             super().cb_discover(ctx, param, value)
         except MarketoError as exc:
