@@ -243,6 +243,9 @@ def test_a_606_back_off_says_what_it_waits_for_while_it_lasts(simulator, run_tap
     assert {int(m[3]) for m in told} <= {3, 4}  # the window plus up to 1 s of jitter
     assert [int(m[4]) for m in told] == sorted((int(m[4]) for m in told), reverse=True)
     assert {int(m[1]) for m in told} == {0}  # the first page of deleted_leads was refused
+    # backoff's own line would say "for 0.0s": the window is slept by the tap's handler.
+    assert "Backing off" not in run.stderr
+    assert re.search(r"Retrying deleted_leads in [34]\.\d s after 606", run.stderr)
     assert sorted(run.guids("deleted_leads")) == sorted(
         expected_guids(sim, "deleted_leads", "2024-04-12T12:00:00Z")
     )
