@@ -161,15 +161,25 @@ def test_simulator_history_days_shows_a_bulk_backfill_and_its_hand_over(run_tap)
     assert any(m["type"] == "RECORD" and m["stream"] == "activity_types" for m in run.messages)
 
 
-def test_about_the_readme_and_pyproject_agree_on_python_versions():
-    """--about lists the classifiers' versions; the lowest is requires-python and the README's."""
+def test_about_the_readme_pyproject_and_ci_agree_on_python_versions():
+    """--about lists 3.10 to 3.13, the classifiers' versions; the lowest is requires-python,
+    the README's, the linters' target, and the one .ci/run tests in a venv of its own."""
     pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))
     about = json.loads(run("--about", "--format=json").stdout)
     versions = about["supported_python_versions"]
-    lowest = min(versions, key=lambda v: tuple(map(int, v.split("."))))
+    classifiers = [
+        c.rsplit(" :: ", 1)[1]
+        for c in pyproject["project"]["classifiers"]
+        if c.startswith("Programming Language :: Python :: 3.")
+    ]
+    assert versions == classifiers == ["3.10", "3.11", "3.12", "3.13"]
+    lowest = versions[0]
     assert pyproject["project"]["requires-python"] == f">={lowest}"
     assert f"Python {lowest}+" in README.read_text(encoding="utf-8")
     assert pyproject["tool"]["mypy"]["python_version"] == lowest
+    assert pyproject["tool"]["ruff"]["target-version"] == "py" + lowest.replace(".", "")
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"python{lowest}" in ci
 
 
 def test_request_duration_is_the_call_not_the_limiter_wait(simulator):
