@@ -153,6 +153,7 @@ class WaitNotice:
         return max(0.0, self.every_s - (self.clock() - self._last_line))
 
     def say(self, message: str, *args: t.Any) -> None:
+        """Log one line at INFO: the wait is news, not trouble (a 606 has its own WARNING)."""
         if self.logger is not None:
             self.logger.info(message, *args)
 
