@@ -174,7 +174,15 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         """One pass: resume or mint a token, walk to the end, promote the bookmark."""
         self.api.stats.records[self.name] += 0  # the run summary names it, even with none new
         self.tap.start_prefetch()
-        with self.tap.prefetcher.closing_on_error():
+        records = self.api.stats.records
+        with (
+            self.tap.prefetcher.closing_on_error(),
+            # A long wait on a limit during this pass names it (limits.WaitNotice).
+            self.api.limiter.notice.reading(
+                self.partition_label(context),
+                lambda: f"{records[self.name]} rows of {self.name} sent so far",
+            ),
+        ):
             yield from self._pass_records(context)
 
     def _pass_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
