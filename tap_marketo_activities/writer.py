@@ -45,6 +45,10 @@ STATE_SHARE = 0.05
 #: A STATE this small is written at once whatever the share: the cadence's and small
 #: runs' STATEs (a cursor, a few bookmarks), which only the overlap sets make large.
 SMALL_STATE = 4096
+#: A cadence STATE takes its cursor's keys only while this many more STATEs of its grown
+#: size would still fit the share: the one that ends its pass, and the run's last (see
+#: ``state_room``).
+KEYS_RESERVE = 2
 
 
 class BatchingWriter(MsgSpecWriter):
@@ -91,6 +95,18 @@ class BatchingWriter(MsgSpecWriter):
             self.flush()
         else:
             self._held_state = line
+
+    def state_room(self, size: int) -> int:
+        """Bytes a STATE line of ``size`` bytes may grow by and still be written at once.
+
+        Asked before a cadence STATE takes its cursor's keys (incremental.py): keys are worth
+        carrying (a SIGKILL after that STATE then re-sends nothing twice in the next run),
+        but never at the price of the cadence or of the share. The grown line must fit
+        the share with ``KEYS_RESERVE`` more lines of its size, which also satisfies the
+        rule ``_write_state`` applies, so a STATE grown within this room is never held back.
+        """
+        fits = (STATE_SHARE * self.record_bytes - self.state_bytes) / (1 + KEYS_RESERVE)
+        return max(0, int(fits) - size)
 
     def write_record(
         self, stream: str, record: t.Mapping[str, t.Any], time_extracted: dt.datetime
