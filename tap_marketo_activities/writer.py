@@ -49,6 +49,8 @@ SMALL_STATE = 4096
 #: size would still fit the share: the one that ends its pass, and the run's last (see
 #: ``state_room``).
 KEYS_RESERVE = 2
+#: Nor may keys take a STATE line past this (issue 22: at most 1 MB a message).
+LARGEST_KEYED_STATE = 1_000_000
 
 
 class BatchingWriter(MsgSpecWriter):
@@ -103,10 +105,11 @@ class BatchingWriter(MsgSpecWriter):
         carrying (a SIGKILL after that STATE then re-sends nothing twice in the next run),
         but never at the price of the cadence or of the share. The grown line must fit
         the share with ``KEYS_RESERVE`` more lines of its size, which also satisfies the
-        rule ``_write_state`` applies, so a STATE grown within this room is never held back.
+        rule ``_write_state`` applies, so a STATE grown within this room is never held back;
+        and it stays within ``LARGEST_KEYED_STATE``.
         """
         fits = (STATE_SHARE * self.record_bytes - self.state_bytes) / (1 + KEYS_RESERVE)
-        return max(0, int(fits) - size)
+        return max(0, min(int(fits), LARGEST_KEYED_STATE) - size)
 
     def write_record(
         self, stream: str, record: t.Mapping[str, t.Any], time_extracted: dt.datetime

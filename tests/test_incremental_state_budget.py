@@ -8,7 +8,12 @@ import json
 
 from singer_sdk.singerlib import StateMessage
 
-from tap_marketo_activities.writer import KEYS_RESERVE, STATE_SHARE, BatchingWriter
+from tap_marketo_activities.writer import (
+    KEYS_RESERVE,
+    LARGEST_KEYED_STATE,
+    STATE_SHARE,
+    BatchingWriter,
+)
 
 NOW = dt.datetime(2024, 4, 12, 12, tzinfo=dt.timezone.utc)
 
@@ -76,3 +81,5 @@ def test_a_state_grown_within_its_room_is_written_at_once_and_leaves_the_reserve
     assert writer.state_bytes + KEYS_RESERVE * (plain + room) <= STATE_SHARE * writer.record_bytes
     assert writer.state_room(plain) < room  # what is written is spent
     assert BatchingWriter().state_room(plain) == 0  # no records yet: no room for keys
+    writer.record_bytes = 10**9  # 50 MB of share: keys still never take a line past 1 MB
+    assert writer.state_room(plain) == LARGEST_KEYED_STATE - plain
