@@ -83,3 +83,17 @@ def test_a_state_grown_within_its_room_is_written_at_once_and_leaves_the_reserve
     assert BatchingWriter().state_room(plain) == 0  # no records yet: no room for keys
     writer.record_bytes = 10**9  # 50 MB of share: keys still never take a line past 1 MB
     assert writer.state_room(plain) == LARGEST_KEYED_STATE - plain
+
+
+def test_keys_are_paid_from_the_records_since_the_last_ask_not_from_earlier_room(capfdbinary):
+    """The room earlier records left stays for later STATEs (finished partitions' keys)."""
+    writer = BatchingWriter()
+    records(writer, 2000)
+    plain = len(writer.format_message(StateMessage(value={"keys": ""})))
+    assert writer.state_room(plain) > 5000  # asked, and nothing written: the room stays
+    before = writer.record_bytes
+    records(writer, 100)  # about 45 KB of records since: 2.3 KB of share, a third for keys
+    room = writer.state_room(plain)
+    earned = STATE_SHARE * (writer.record_bytes - before)
+    assert 0 < room <= earned / (1 + KEYS_RESERVE) - plain
+    assert STATE_SHARE * writer.record_bytes - writer.state_bytes > 40_000  # though left
