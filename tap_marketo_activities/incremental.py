@@ -726,10 +726,10 @@ class PartitionSync:
         token they belong to. A pass resumed from a keyless cursor lacks the keys from
         before it, so its cursors stay keyless (as in ``keys_for_stop``).
         """
-        if self.keys_missing_until is not None or len(self.emitted) > MAX_STOP_KEYS:
-            return False
+        # Asked at every cadence STATE, keys or not: what it allows is measured from one
+        # cadence STATE to the next (writer.py's ``state_room``).
         room = key_room()
-        if room <= 0:
+        if room <= 0 or self.keys_missing_until is not None or len(self.emitted) > MAX_STOP_KEYS:
             return False
         try:
             text = self.emitted.encode()

@@ -103,7 +103,7 @@ class BatchingWriter(MsgSpecWriter):
     def state_room(self, size: int) -> int:
         """Bytes a STATE line of ``size`` bytes may grow by and still be written at once.
 
-        Asked once before each cadence STATE (incremental.py) whether its cursor may carry
+        Asked once before every cadence STATE (incremental.py) whether its cursor may carry
         the keys: worth it (a SIGKILL after that STATE then costs the next scheduled run no
         re-send), but never at the price of the cadence or of the share. So the grown line,
         with ``KEYS_RESERVE`` more lines of its size, must fit both
