@@ -11,6 +11,7 @@ from functools import cached_property
 from singer_sdk import metrics
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib import StateMessage
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
@@ -404,7 +405,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
                 yield record
                 counter[self.name] += 1  # once written: --test stops a stream at a record
         # Every row of this page has been written by now: the cursor may move past it.
-        if sync.page_done(body.get("nextPageToken")):
+        if sync.page_done(body.get("nextPageToken"), self._state_key_room):
             self._write_state()
         if self._progress.due():
             reached = format_datetime(sync.max_seen) if sync.max_seen else "nothing new yet"
@@ -427,6 +428,13 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     def _write_state(self) -> None:
         if not self.batching:
             self.tap.state_writer.write_state(self.tap_state)
+
+    def _state_key_room(self) -> int:
+        """Bytes the STATE about to be written may grow by and still go out at once (keys)."""
+        writer = self.tap.message_writer
+        if self.batching or not isinstance(writer, BatchingWriter):
+            return 0
+        return writer.state_room(len(writer.format_message(StateMessage(value=self.tap_state))))
 
 
 def write_state_at_stop(streams: t.Iterable[t.Any]) -> None:
