@@ -87,6 +87,8 @@ class ProcessCost:
     records: int
     record_bytes: int
     state_lines: int
+    #: STATE lines whose cursor carries keys (``"pending"``: a cadence STATE's keys fit).
+    keyed_states: int
     state_bytes: int
     largest_state: int
     returncode: int
@@ -98,7 +100,7 @@ class ProcessCost:
 
 def measure(command: list[str], *, raw_rows: bool = False) -> ProcessCost:
     """Run ``command``; count its Singer output (or raw JSON lines) and read its rusage."""
-    records = record_bytes = state_lines = state_bytes = largest = 0
+    records = record_bytes = state_lines = state_bytes = largest = keyed = 0
     with tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
@@ -109,6 +111,7 @@ def measure(command: list[str], *, raw_rows: bool = False) -> ProcessCost:
                 record_bytes += len(line)
             elif line.startswith((b'{"type":"STATE"', b'{"type": "STATE"')):
                 state_lines += 1
+                keyed += b'"pending":' in line
                 state_bytes += len(line)
                 largest = max(largest, len(line))
         _, status, usage = os.wait4(process.pid, 0)
@@ -128,6 +131,7 @@ def measure(command: list[str], *, raw_rows: bool = False) -> ProcessCost:
         records=records,
         record_bytes=record_bytes,
         state_lines=state_lines,
+        keyed_states=keyed,
         state_bytes=state_bytes,
         largest_state=largest,
         returncode=process.returncode,
@@ -316,7 +320,8 @@ def emit_cost(args: argparse.Namespace, directory: Path) -> None:
                     f"{(best.cpu_s - min(idle_tap)) / best.records * 1e6 / ref_net:.2f}x",
                     f"{best.peak_rss_mb:.0f}",
                     f"{best.record_bytes / 1e6:.1f}",
-                    f"{best.state_bytes / 1e6:.2f} ({best.state_lines:,} lines)",
+                    f"{best.state_bytes / 1e6:.2f} ({best.state_lines:,} lines, "
+                    f"{best.keyed_states} keyed)",
                     f"{100 * best.state_bytes / max(1, best.record_bytes):.1f} %",
                 ]
             )
@@ -422,7 +427,8 @@ def memory(args: argparse.Namespace, directory: Path) -> None:
                 f"{cost.per_record_us():.1f}",
                 f"{cost.peak_rss_mb:.0f}",
                 f"{cost.peak_rss_mb / results[args.memory_rows[0]].peak_rss_mb:.2f}x",
-                f"{cost.state_bytes / 1e6:,.1f} ({cost.state_lines:,} lines)",
+                f"{cost.state_bytes / 1e6:,.1f} ({cost.state_lines:,} lines, "
+                f"{cost.keyed_states} keyed)",
                 f"{cost.largest_state / 1e6:.2f}",
                 f"{100 * cost.state_bytes / max(1, cost.record_bytes):.1f} %",
             ]

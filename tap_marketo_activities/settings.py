@@ -15,6 +15,7 @@ import difflib
 import json
 import os
 import re
+import sys
 import typing as t
 from pathlib import Path, PurePath
 
@@ -56,23 +57,49 @@ def read_config(config: t.Any) -> dict[str, t.Any]:
     return merged
 
 
-def read_config_file(path: str | PurePath) -> dict[str, t.Any]:
-    """One --config file's settings; refused in one line naming the file and the problem."""
+def read_option_file(path: str | PurePath, option: str) -> str:
+    """The text of a --config, --state or --catalog file, or one line naming what is wrong.
+
+    Each line starts with the file's name, as ``cat`` and compilers say it, then the option
+    and the problem: ``c.json: The --config file does not exist.``
+
+    Read here rather than by the command line library: it refused a missing --state or
+    --catalog file with a three-line usage message (exit 2), and an unreadable one ended
+    in a traceback. ``-`` is standard input, as it was.
+    """
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
+        if str(path) == "-":
+            return sys.stdin.read()
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        refuse(f"The --config file {path} does not exist.")
+        refuse(f"{path}: The {option} file does not exist.")
+    except UnicodeDecodeError as exc:
+        refuse(
+            f"{path}: The {option} file is not UTF-8 text (byte {exc.start} cannot be read); "
+            "save it as UTF-8 JSON."
+        )
     except OSError as exc:
-        refuse(f"The --config file {path} cannot be read ({exc.strerror}).")
+        refuse(f"{path}: The {option} file cannot be read ({exc.strerror}).")
+
+
+def parse_json_text(text: str, path: str | PurePath, option: str, advice: str = "") -> t.Any:
+    """The JSON in a file's text; refused naming the file, the line and the column."""
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         refuse(
-            f"The --config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}."
+            f"{path}: The {option} file is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}.{advice}"
         )
     except (ValueError, RecursionError) as exc:
-        refuse(f"The --config file {path} is not valid JSON ({exc}).")
+        refuse(f"{path}: The {option} file is not valid JSON ({exc}).{advice}")
+
+
+def read_config_file(path: str | PurePath) -> dict[str, t.Any]:
+    """One --config file's settings; refused in one line naming the file and the problem."""
+    value = parse_json_text(read_option_file(path, "--config"), path, "--config")
     if not isinstance(value, dict):
-        refuse(f"The --config file {path} must hold a JSON object of settings.")
+        refuse(f"{path}: The --config file must hold a JSON object of settings.")
     return value
 
 
@@ -214,7 +241,9 @@ def start_date_value(value: str) -> dt.datetime:
             when = parse_datetime(text)
     except ValueError as exc:
         reason = str(exc)
-        if reason.endswith("has no time zone"):
+        if reason.endswith("has no time zone") and from_meltano():
+            msg = meltano_rewrote_start_date(value)
+        elif reason.endswith("has no time zone"):
             msg = f"start_date {value!r} needs a time zone, {example}."
         else:
             msg = f"start_date {value!r} is not a date ({reason}); write it as ISO 8601, {example}."
@@ -226,3 +255,34 @@ def start_date_value(value: str) -> dt.datetime:
         )
         raise ValueError(msg)
     return when
+
+
+#: Set by Meltano in the environment of every extractor it runs (its plugin info variables).
+MELTANO_EXTRACTOR = "MELTANO_EXTRACTOR_NAME"
+
+
+def from_meltano() -> bool:
+    """True when Meltano started the tap (and so may have re-written date settings)."""
+    return bool(os.environ.get(MELTANO_EXTRACTOR))
+
+
+def meltano_rewrote_start_date(value: str) -> str:
+    """The line for a start_date with no zone that came from Meltano.
+
+    Meltano (4.x, setting kind ``date_iso8601``) re-writes a date before it hands it over:
+    an unquoted date-time in meltano.yml loses its zone (``2024-01-01T10:00:00Z`` and
+    ``2024-01-01 10:00:00+02:00`` both arrive as ``2024-01-01T10:00:00``: the offset is
+    dropped, not applied), and forms it does not take for ISO 8601 (``2024-01-01 10:00``,
+    ``30 days ago``) are parsed and re-written. The value the tap received is quoted as
+    received and said to come from Meltano, so the person does not look for a string they
+    never wrote; it is refused rather than read as UTC, which would shift a dropped offset.
+    """
+    name = os.environ.get(MELTANO_EXTRACTOR) or "the extractor"
+    return (
+        f"start_date reached the tap from Meltano ({name}) as {value!r}, with no time zone. "
+        "Meltano re-writes date settings: a date-time written unquoted in meltano.yml loses "
+        "its zone (an offset such as +02:00 is dropped, not applied), and other forms "
+        "('2024-01-01 10:00', '30 days ago') are re-written, so this may not be what you "
+        "wrote. Quote it in meltano.yml with its zone, e.g. start_date: "
+        "'2024-01-01T00:00:00Z', or give a date alone (2024-01-01)."
+    )

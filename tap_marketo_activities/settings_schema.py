@@ -97,6 +97,38 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         description="Lead fields (REST API names) the leads stream reads; default: all.",
     ),
     th.Property(
+        "leads_reconcile_days",
+        th.IntegerType(minimum=0, maximum=3650),
+        default=7,
+        title="Leads reconciliation (days)",
+        description=(
+            "With leads_stream: when the last full read of the leads began this many days "
+            "ago or more, a run first re-exports every lead by bulk createdAt windows "
+            "(catching changes no activity shows) within leads_reconcile_quota_percent "
+            "of the day's bulk quota, continuing in later runs; 0 turns it off."
+        ),
+    ),
+    th.Property(
+        "leads_reconcile_quota_percent",
+        th.NumberType(exclusive_minimum=0, maximum=100),
+        default=20,
+        title="Leads reconciliation quota share (%)",
+        description=(
+            "The share of bulk_daily_quota_mb the leads reconciliation may export per "
+            "Marketo quota day (reset at midnight US Central)."
+        ),
+    ),
+    th.Property(
+        "bulk_daily_quota_mb",
+        th.NumberType(exclusive_minimum=0),
+        default=500,
+        title="Bulk daily quota (MB)",
+        description=(
+            "The instance's daily bulk export quota, shared by every integration (500 MB "
+            "by default; Adobe: 500 MB or more). Sizes the leads reconciliation's budget."
+        ),
+    ),
+    th.Property(
         "lookback_minutes",
         th.IntegerType(minimum=1, maximum=MAX_LOOKBACK_MINUTES),
         default=60,

@@ -28,8 +28,10 @@ from tap_marketo_activities.logs import log_gauge, quiet_metrics, quiet_sdk_noti
 from tap_marketo_activities.run import ActivityTypes, RunContext
 from tap_marketo_activities.settings import (
     env_settings,
+    parse_json_text,
     read_config,
     read_config_file,
+    read_option_file,
     schema_errors,
     start_date_value,
     unknown_settings,
@@ -236,6 +238,7 @@ class TapMarketoActivities(Tap):
     @override
     def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
         """Discovery asks Marketo for the activity types: its failures get one line too."""
+        quiet_sdk_notices(cls.logger)  # (Meltano runs --discover before every run)
         try:
             super().cb_discover(ctx, param, value)
         except MarketoError as exc:
@@ -263,11 +266,11 @@ class TapMarketoActivities(Tap):
 
     @classmethod
     @override
-    def invoke(
+    def invoke(  # type: ignore[override]  # paths, not open files: get_singer_command
         cls,
         *,
-        state: t.IO[str] | None = None,
-        catalog: t.IO[str] | None = None,
+        state: str | None = None,
+        catalog: str | None = None,
         **options: t.Any,
     ) -> None:
         """The SDK's entry point, with our one-line errors instead of tracebacks.
@@ -275,7 +278,8 @@ class TapMarketoActivities(Tap):
         A failure we understand (quota, configuration, state, malformed answer, spent
         retries) is printed as the one line a person can act on, and the process exits
         non-zero after the state of everything delivered. The state and catalog files
-        are read here first so that a file that is not JSON is named, not traced.
+        (paths, see ``get_singer_command``) are read here first so that a file that is
+        missing, unreadable or not JSON is named in one line, not traced.
         """
         quiet_sdk_notices(cls.logger)
         # The SDK and its libraries are loaded: park their objects where the garbage
@@ -288,6 +292,9 @@ class TapMarketoActivities(Tap):
                 catalog=_checked_json(catalog, "--catalog"),
                 **options,
             )
+        except ConfigValidationError as exc:  # a --state or --catalog file we cannot read
+            cls.logger.error("%s", exc)
+            sys.exit(1)
         except MarketoError as exc:
             cls.logger.error("%s", exc)  # the message is the whole report
             sys.exit(1)
@@ -302,6 +309,24 @@ class TapMarketoActivities(Tap):
             sys.exit(1)
         finally:
             cls._finish_runs()
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, with --state and --catalog taken as plain paths.
+
+        The SDK declares them ``click.File()``: a missing file is refused by click with a
+        three-line usage message and exit 2, before any of our code runs. As plain
+        strings they reach ``invoke``, which reads them as --config files are read
+        (``_checked_json``): one line naming the file and the problem, exit 1.
+        """
+        import click  # noqa: PLC0415 (the SDK imports it for its command line anyway)
+
+        command = super().get_singer_command()
+        for param in command.params:
+            if param.name in {"state", "catalog"}:
+                param.type = click.STRING
+        return command
 
     @classmethod
     @override
@@ -374,17 +399,34 @@ class TapMarketoActivities(Tap):
         run.close()
 
 
-def _checked_json(handle: t.IO[str] | None, option: str) -> t.IO[str] | None:
-    """The file's JSON, checked, as a fresh handle for the SDK to read (None stays None)."""
-    if handle is None:
+#: What to do about a --state or --catalog file that is not JSON.
+_FILE_ADVICE = {
+    "--state": " Pass the state this tap last emitted, or {} to start from start_date.",
+    "--catalog": " Pass a catalog this tap wrote with --discover.",
+}
+
+
+def _checked_json(path: str | None, option: str) -> t.IO[str] | None:
+    """The file's JSON, checked, as a fresh handle for the SDK to read (None stays None).
+
+    Every refusal is one line that starts with the option and the file's name: the
+    file cannot be read (settings.read_option_file, as for --config), is not JSON (line
+    and column), or holds JSON this tap cannot use (state.read_json_option).
+    """
+    if path is None:
         return None
+    text = read_option_file(path, option)
     try:
-        value = read_json_option(handle, option)
-    except StateError as exc:  # name the file, as for --config
-        name = getattr(handle, "name", None)
-        if not isinstance(name, str) or name == "-":
-            raise
-        raise StateError(f"{name}: {exc}") from None
+        value = read_json_option(io.StringIO(text), option)
+    except StateError as exc:
+        if text.strip():  # not JSON: said as for --config, with the line and the column
+            try:
+                json.loads(text)
+            except json.JSONDecodeError:
+                parse_json_text(text, path, option, _FILE_ADVICE[option])
+            except (ValueError, RecursionError):
+                pass  # the state's own words ("nests deeper than ...")
+        raise StateError(f"{path}: {exc}") from None
     return io.StringIO(json.dumps(value))
 
 

@@ -494,7 +494,8 @@ def test_state_is_small_at_most_every_10000_rows_and_ends_each_pass_with_its_key
             since_state = 0
     assert 10_000 >= most > 5_000  # the busy partition's 24,000 rows took several STATEs
     assert sorted(run.guids("activities")) == expected_guids(sim, "activities", BUSY_SINCE)
-    # every interim STATE's cursor is keyless; the last one has the overlap keys
+    # every interim STATE's cursor is keyless (a busy hour's keys do not fit the budget);
+    # the last one has the overlap keys
     for state in run.states:
         for partition in state["bookmarks"]["activities"].get("partitions", []):
             assert "pending" not in partition.get("cursor", {})
@@ -527,3 +528,99 @@ def test_sigkill_past_10000_rows_resumes_from_the_cadence_state(simulator, run_t
         elif message["type"] == "STATE":
             after_last_state = 0
     assert 0 < resent <= after_last_state < 10_000
+
+
+def send_then_burst_world(send_minutes: int) -> World:
+    """A send stamped over ``send_minutes`` up to 15:00, a burst after it, late commits after.
+
+    19,900 Send Email rows up to 15:00 (the walk's second cadence STATE lands at their end),
+    then 9,000 more stamped 15:00-15:10, then 500 stamped 15:05-15:10 that commit until
+    15:50 (read by the next scheduled run). With a 60-minute lookback the last cadence
+    STATE's keys are those of the send's last hour: about 5,000 over 240 minutes, which fit
+    the STATE budget; all 19,800 over 60 minutes, which do not.
+    """
+    return World.generate(
+        start="2024-04-12T11:00:00Z",
+        hours=4.2,
+        rows=19_900 + 9_000 + 500 + 600,
+        seed=22,
+        campaigns=[
+            Campaign(
+                DAY + dt.timedelta(hours=15, minutes=-send_minutes),
+                19_900,
+                spread_minutes=send_minutes,
+            ),
+            Campaign("2024-04-12T15:00:00Z", 9_000, spread_minutes=10),
+            Campaign(
+                "2024-04-12T15:05:00Z",
+                500,
+                spread_minutes=5,
+                commit_until="2024-04-12T15:50:00Z",
+            ),
+        ],
+        late_fraction=0.0,
+    )
+
+
+def send_email_partition(state: dict) -> list[dict]:
+    """The activities partition whose type group holds Send Email (type 6)."""
+    partitions = state["bookmarks"]["activities"]["partitions"]
+    return [p for p in partitions if 6 in p["context"]["activity_type_ids"]]
+
+
+@pytest.mark.parametrize(("send_minutes", "keys_fit"), [(240, True), (60, False)])
+def test_a_sigkill_then_the_next_scheduled_run_re_send_at_most_10000_rows_where_keys_fit(
+    simulator, run_tap, tmp_path, send_minutes, keys_fit
+):
+    """Issue 22: a cadence STATE carries the keys the target has when they fit its budget.
+
+    Killed past 20,000 rows and resumed from the last STATE the target saw, the resumed
+    run re-sends the rows after that STATE; then a scheduled run an hour later re-reads
+    its lookback, late commits included. Where that STATE had the keys, the later run sends
+    nothing twice: fewer than 10,000 rows re-sent for the kill in all (before, it re-sent
+    the send's last hour again: 10,983 in all). Where they did not fit (a busy hour), the
+    later run re-sends only rows stamped before the time it names, and loses none.
+    """
+    sim = simulator(send_then_burst_world(send_minutes), now="2024-04-12T15:20:00Z")
+    since = "2024-04-12T11:00:00Z"
+    config = sim_config(sim, start_date=since, lookback_minutes=60)
+    written, code = kill_after(write_json(tmp_path, "config.json", config), None, 27_000)
+    assert code != 0
+    last = [m["value"] for m in written if m["type"] == "STATE"][-1]
+    resumed = run_tap(config, last)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming stream 'activities'" in resumed.stderr
+    sim.clock.set("2024-04-12T16:20:00Z")
+    later = run_tap(config, resumed.state)
+    assert later.returncode == 0, later.stderr[-2000:]
+    (partition,) = send_email_partition(resumed.state)
+    # the later run's window holds late commits stamped before the resumed run's bookmark
+    assert any(
+        r["activityDate"] < partition["replication_key_value"] for r in later.records["activities"]
+    )
+
+    before = [m["record"] for m in written if m["type"] == "RECORD" and m["stream"] == "activities"]
+    before += resumed.records["activities"]
+    counts = guid_counts(before + later.records["activities"])
+    assert set(counts) == set(expected_guids(sim, "activities", since))  # nothing lost
+    resent = sum(n - 1 for n in counts.values())
+    after_last_state = 0
+    for message in written:
+        if message["type"] == "RECORD" and message["stream"] == "activities":
+            after_last_state += 1
+        elif message["type"] == "STATE":
+            after_last_state = 0
+    again = [r for r in later.records["activities"] if r["marketoGUID"] in guid_counts(before)]
+    (killed,) = send_email_partition(last)
+    cursor = killed["cursor"]  # the send's pass was under way
+    if keys_fit:
+        assert 0 < resent <= after_last_state < 10_000
+        assert not again
+        assert "does not cover" not in later.stderr
+        assert "pending" in cursor
+    else:
+        assert "pending" not in cursor
+        assert again
+        assert "does not cover" in later.stderr
+        announced = partition["overlap"]["since"]  # the warning's end: keys known from here
+        assert all(r["activityDate"] < announced for r in again)

@@ -8,7 +8,12 @@ import json
 
 from singer_sdk.singerlib import StateMessage
 
-from tap_marketo_activities.streams.writer import STATE_SHARE, BatchingWriter
+from tap_marketo_activities.streams.writer import (
+    KEYS_RESERVE,
+    LARGEST_KEYED_STATE,
+    STATE_SHARE,
+    BatchingWriter,
+)
 
 NOW = dt.datetime(2024, 4, 12, 12, tzinfo=dt.timezone.utc)
 
@@ -59,3 +64,36 @@ def test_a_forced_state_is_written_at_once_and_drops_an_older_held_one(capfdbina
     assert [m["type"] for m in out] == ["RECORD"] * 10 + ["STATE"]
     assert "stop" in out[-1]["value"]
     assert not writer.force_state  # one STATE only
+
+
+def test_a_state_grown_within_its_room_is_written_at_once_and_leaves_the_reserve(capfdbinary):
+    """What a cadence STATE's keys may take (``state_room``): never a STATE the share holds."""
+    writer = BatchingWriter()
+    records(writer, 2000)  # about 900 KB of records: 45 KB of STATE in all
+    writer.write_message(StateMessage(value={"n": 0}))
+    plain = len(writer.format_message(StateMessage(value={"keys": ""})))
+    room = writer.state_room(plain)
+    assert 5000 < room < 0.05 * writer.record_bytes / (1 + KEYS_RESERVE)
+    writer.write_message(StateMessage(value={"keys": "k" * room}))  # over 4 KB, yet written
+    out = lines(capfdbinary.readouterr().out)
+    assert out[-1]["value"] == {"keys": "k" * room}
+    # room left for KEYS_RESERVE more of its size: the pass's end and the run's last
+    assert writer.state_bytes + KEYS_RESERVE * (plain + room) <= STATE_SHARE * writer.record_bytes
+    assert writer.state_room(plain) < room  # what is written is spent
+    assert BatchingWriter().state_room(plain) == 0  # no records yet: no room for keys
+    writer.record_bytes = 10**9  # 50 MB of share: keys still never take a line past 1 MB
+    assert writer.state_room(plain) == LARGEST_KEYED_STATE - plain
+
+
+def test_keys_are_paid_from_the_records_since_the_last_ask_not_from_earlier_room(capfdbinary):
+    """The room earlier records left stays for later STATEs (finished partitions' keys)."""
+    writer = BatchingWriter()
+    records(writer, 2000)
+    plain = len(writer.format_message(StateMessage(value={"keys": ""})))
+    assert writer.state_room(plain) > 5000  # asked, and nothing written: the room stays
+    before = writer.record_bytes
+    records(writer, 100)  # about 45 KB of records since: 2.3 KB of share, a third for keys
+    room = writer.state_room(plain)
+    earned = STATE_SHARE * (writer.record_bytes - before)
+    assert 0 < room <= earned / (1 + KEYS_RESERVE) - plain
+    assert STATE_SHARE * writer.record_bytes - writer.state_bytes > 40_000  # though left

@@ -227,6 +227,79 @@ def test_a_pass_resumed_from_a_keyless_cursor_says_what_its_overlap_cannot_vouch
     assert not nxt.admit("after", at(80))
 
 
+def _cadence(sync: PartitionSync, room: int, rows: int = 9_900) -> list[int]:
+    """Admit ``rows`` rows in pages of 300 with ``room`` bytes for keys (the last page asks
+    for the first cadence STATE); ``report.emitted`` each time the room was asked."""
+    asked: list[int] = []
+
+    def key_room() -> int:
+        asked.append(sync.report.emitted)
+        return room
+
+    for page_start in range(0, rows, 300):
+        for n in range(page_start, min(rows, page_start + 300)):
+            assert sync.admit(f"k{n}", at(60) + dt.timedelta(seconds=n // 100))
+        sync.page_done(f"tok-{page_start}", key_room)
+    return asked
+
+
+def test_a_cadence_state_carries_the_keys_the_target_has_when_they_fit():
+    state: dict = {}
+    sync = new_sync(state)
+    asked = _cadence(sync, room=10**6)
+    assert asked == [9_900]  # once, at the cadence STATE, not on every page
+    pending = OverlapSet.decode(state["cursor"]["pending"])
+    assert len(pending) == 9_900  # every row written so far
+    resumed = new_sync(dict(state))  # SIGKILLed after that STATE
+    assert resumed.keys_missing_until is None
+    assert not resumed.admit("k0", at(60))  # written before the kill: skipped
+    resumed.page_done(None)
+    resumed.finish()
+    assert resumed.state["overlap"]["since"] == "2024-04-12T12:01:38Z"  # bookmark - lookback
+    nxt = new_sync(resumed.state, now=at(130))
+    assert nxt.uncovered_overlap() is None  # the next run re-sends nothing, says nothing
+    assert not nxt.admit("k9899", at(60) + dt.timedelta(seconds=98))
+
+
+def test_keys_that_do_not_fit_leave_the_cadence_state_keyless_but_written():
+    state: dict = {}
+    sync = new_sync(state)
+    fits = new_sync({})
+    _cadence(fits, room=10**6)
+    needed = len(fits.state["cursor"]["pending"]) + 16  # PENDING_OVERHEAD
+    _cadence(sync, room=needed - 1)
+    assert "pending" not in state["cursor"]
+    exact = new_sync({})
+    _cadence(exact, room=needed)
+    assert "pending" in exact.state["cursor"]
+    none = new_sync({})
+    asked = []
+    for page_start in range(0, 9_900, 300):
+        for n in range(page_start, page_start + 300):
+            none.admit(f"k{n}", at(60))
+        asked.append(none.page_done(f"tok-{page_start}", lambda: 0))
+    assert asked.count(True) == 1  # the cadence STATE is asked for all the same
+    assert "pending" not in none.state["cursor"]
+
+
+def test_keys_never_outlive_their_cursor_nor_come_from_a_keyless_resume():
+    state: dict = {}
+    sync = new_sync(state)
+    _cadence(sync, room=10**6)
+    assert "pending" in state["cursor"]
+    assert sync.admit("next", at(70))
+    sync.page_done("tok-next", lambda: 10**6)  # not a cadence page: keyless again
+    assert state["cursor"] == {**state["cursor"], "token": "tok-next"}
+    assert "pending" not in state["cursor"]
+
+    keyless: dict = {}
+    _pages(new_sync(keyless), 600, 300)  # SIGKILLed after this: no keys
+    resumed = new_sync(dict(keyless))
+    asked = _cadence(resumed, room=10**6)
+    assert asked == [9_900]  # asked at the cadence all the same (the writer's measure)
+    assert "pending" not in resumed.state["cursor"]
+
+
 def test_recovery_time_is_max_delivered_minus_lookback():
     state: dict = {}
     sync = new_sync(state, now=at(300))

@@ -227,7 +227,10 @@ def test_first_run_then_next_run_deliver_every_changed_lead_once_with_its_values
     assert sorted(ids) == sorted(truth), "the first sync is every lead, each once"
     assert_current(first.records["leads"], sim)
     assert "/rest/v1/leads.json" not in sim.counters.calls_by_path, "bulk, not REST"
-    assert first.state["bookmarks"]["leads"] == {"replication_key_value": FIRST_NOW}
+    assert first.state["bookmarks"]["leads"] == {
+        "replication_key_value": FIRST_NOW,
+        "reconciled_at": FIRST_NOW,  # a first sync reads every lead
+    }
     assert set(first.schemas["leads"]["properties"]) == {name for name, *_ in FIELDS}
     bookmark = first.state["bookmarks"]["leads"]["replication_key_value"]
 
@@ -274,7 +277,7 @@ def test_a_run_killed_while_writing_leads_loses_none(simulator, run_tap, tmp_pat
     assert 0 < len(killed_leads) < len(whole.records["leads"])
     state = [m["value"] for m in written if m["type"] == "STATE"][-1]
     assert "replication_key_value" not in state["bookmarks"].get("leads", {})
-    assert state["bookmarks"]["leads"]["created_until"] > START, "resumes after a window"
+    assert state["bookmarks"]["leads"]["bulk"]["done_until"] > START, "resumes after a window"
     resumed = run_tap(leads_config(sim), state=state)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     delivered = Counter(r["id"] for r in [*(m["record"] for m in killed_leads)])

@@ -7,11 +7,17 @@ cut short, a directory) and checks the one line they read and the exit code.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import tomllib
+import sys
 
 import pytest
 from helpers import README, TAP, write_json
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest itself needs tomli below 3.11
+    import tomli as tomllib
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,7 +35,7 @@ def test_a_missing_config_file_is_one_line(tmp_path, mode):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert [line.split("| ", 3)[-1] for line in errors(done)] == [
-        f"The --config file {missing} does not exist."
+        f"{missing}: The --config file does not exist."
     ]
     assert done.stdout == ""
 
@@ -41,8 +47,10 @@ def test_a_malformed_config_file_names_line_and_column(tmp_path):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     (line,) = errors(done)
-    assert f"The --config file {path} is not valid JSON" in line
-    assert "at line 3, column 1" in line
+    assert f"{path}: The --config file is not valid JSON" in line
+    # Where Python's json places a trailing comma: the brace after it (3.10 to 3.12), the
+    # comma itself (3.13: "Illegal trailing comma before end of object").
+    assert line.endswith(("at line 3, column 1.", "at line 2, column 20."))
 
 
 def test_a_config_path_that_is_a_directory_is_one_line(tmp_path):
@@ -50,7 +58,22 @@ def test_a_config_path_that_is_a_directory_is_one_line(tmp_path):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     (line,) = errors(done)
-    assert f"The --config file {tmp_path} cannot be read" in line
+    assert f"{tmp_path}: The --config file cannot be read" in line
+
+
+ADVICE = {
+    "--state": "Pass the state this tap last emitted, or {} to start from start_date.",
+    "--catalog": "Pass a catalog this tap wrote with --discover.",
+}
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The run's only ERROR line, without its time/level/logger prefix; no trace, no output."""
+    assert "Traceback" not in done.stderr
+    assert "Usage:" not in done.stderr
+    assert done.stdout == ""
+    (line,) = errors(done)
+    return line.split("| ", 3)[-1]
 
 
 @pytest.mark.parametrize("option", ["--state", "--catalog"])
@@ -60,22 +83,63 @@ def test_malformed_state_and_catalog_files_name_line_and_column(tmp_path, option
     bad.write_text('{"bookmarks": {\n', encoding="utf-8")
     done = run("--config", str(config), option, str(bad))
     assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    (line,) = errors(done)
-    assert f"{bad}: The {option} file" in line
-    assert "line 2 column 1" in line
+    assert one_line(done) == (
+        f"{bad}: The {option} file is not valid JSON: Expecting property name enclosed in "
+        f"double quotes at line 2, column 1. {ADVICE[option]}"
+    )
 
 
 @pytest.mark.parametrize("option", ["--state", "--catalog"])
-def test_missing_state_and_catalog_files_are_named(tmp_path, option):
+def test_missing_state_and_catalog_files_are_one_line(tmp_path, option):
+    """Not click's three-line usage error (exit 2): the file named, exit 1."""
     config = write_json(tmp_path, "config.json", {"simulator": True})
     missing = tmp_path / "nope.json"
     done = run("--config", str(config), option, str(missing))
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr
-    assert str(missing) in done.stderr
-    assert "No such file or directory" in done.stderr
-    assert done.stdout == ""
+    assert done.returncode == 1
+    assert one_line(done) == f"{missing}: The {option} file does not exist."
+
+
+@pytest.mark.parametrize("option", ["--state", "--catalog"])
+def test_unreadable_state_and_catalog_files_are_one_line(tmp_path, option):
+    config = write_json(tmp_path, "config.json", {"simulator": True})
+    locked = write_json(tmp_path, "locked.json", {})
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("this user reads files whatever their mode (root)")
+        done = run("--config", str(config), option, str(locked))
+    finally:
+        locked.chmod(0o600)
+    assert done.returncode == 1
+    assert one_line(done) == f"{locked}: The {option} file cannot be read (Permission denied)."
+
+
+@pytest.mark.parametrize("option", ["--state", "--catalog"])
+def test_state_and_catalog_paths_that_cannot_be_read_as_files_are_one_line(tmp_path, option):
+    """A directory (readable by root too) and bytes that are not UTF-8."""
+    config = write_json(tmp_path, "config.json", {"simulator": True})
+    done = run("--config", str(config), option, str(tmp_path))
+    assert done.returncode == 1
+    assert one_line(done) == f"{tmp_path}: The {option} file cannot be read (Is a directory)."
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"caf\xe9": 1}')
+    done = run("--config", str(config), option, str(latin))
+    assert done.returncode == 1
+    assert one_line(done) == (
+        f"{latin}: The {option} file is not UTF-8 text (byte 5 cannot be read); save it as "
+        "UTF-8 JSON."
+    )
+
+
+def test_a_state_file_of_the_wrong_kind_is_named(tmp_path):
+    config = write_json(tmp_path, "config.json", {"simulator": True})
+    listed = write_json(tmp_path, "list.json", [])
+    done = run("--config", str(config), "--state", str(listed))
+    assert done.returncode == 1
+    assert one_line(done) == (
+        f"{listed}: The --state file holds a list, not a Singer state object "
+        f'({{"bookmarks": {{...}}}}). {ADVICE["--state"]}'
+    )
 
 
 def test_simulator_history_days_shows_a_bulk_backfill_and_its_hand_over(run_tap):
@@ -99,15 +163,25 @@ def test_simulator_history_days_shows_a_bulk_backfill_and_its_hand_over(run_tap)
     assert any(m["type"] == "RECORD" and m["stream"] == "activity_types" for m in run.messages)
 
 
-def test_about_the_readme_and_pyproject_agree_on_python_versions():
-    """--about lists the classifiers' versions; the lowest is requires-python and the README's."""
+def test_about_the_readme_pyproject_and_ci_agree_on_python_versions():
+    """--about lists 3.10 to 3.13, the classifiers' versions; the lowest is requires-python,
+    the README's, the linters' target, and the one .ci/run tests in a venv of its own."""
     pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))
     about = json.loads(run("--about", "--format=json").stdout)
     versions = about["supported_python_versions"]
-    lowest = min(versions, key=lambda v: tuple(map(int, v.split("."))))
+    classifiers = [
+        c.rsplit(" :: ", 1)[1]
+        for c in pyproject["project"]["classifiers"]
+        if c.startswith("Programming Language :: Python :: 3.")
+    ]
+    assert versions == classifiers == ["3.10", "3.11", "3.12", "3.13"]
+    lowest = versions[0]
     assert pyproject["project"]["requires-python"] == f">={lowest}"
     assert f"Python {lowest}+" in README.read_text(encoding="utf-8")
     assert pyproject["tool"]["mypy"]["python_version"] == lowest
+    assert pyproject["tool"]["ruff"]["target-version"] == "py" + lowest.replace(".", "")
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"python{lowest}" in ci
 
 
 def test_request_duration_is_the_call_not_the_limiter_wait(simulator):

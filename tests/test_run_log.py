@@ -12,7 +12,7 @@ import json
 import re
 
 import pytest
-from helpers import sim_config
+from helpers import expected_guids, sim_config
 
 from tap_marketo_activities.logs import Progress
 from tap_marketo_activities.simulator import World
@@ -181,3 +181,71 @@ def test_progress_is_due_once_per_period():
     assert not progress.due()
     now[0] = 122
     assert progress.due()
+
+
+LIMITER_LINE = re.compile(
+    r"Waiting on the rate limiter to read (stream '(\w+)'[^(]*) \((\d+) rows of \2 sent so "
+    r"far\): waited (\d+) s so far, (\d+) calls? in the last 2 s \(max_calls_per_20s=1\); a "
+    r"place frees in about (\d+) s\."
+)
+
+
+def test_a_wait_on_the_rate_limiter_says_what_it_waits_for(simulator, run_tap):
+    """One call per 2 s window: each call waits; with a 0.5 s period every wait is told."""
+    sim = simulator(World.seed_afternoon(rows=120, seed=5), now="2024-04-12T16:00:00Z")
+    config = sim_config(
+        sim,
+        activity_type_ids=[1],
+        max_calls_per_20s=1,
+        rate_limit_window_seconds=2,
+        max_concurrent_calls=1,
+    )
+    quiet = run_tap(config)  # the same waits, each under the few seconds worth a line
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "Waiting on the rate limiter" not in quiet.stderr
+    run = run_tap(config, env={"TAP_MARKETO_PROGRESS_SECONDS": "0.5"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [LIMITER_LINE.search(line) for line in run.stderr.splitlines()]
+    told = [m for m in lines if m]
+    waits = [line for line in run.stderr.splitlines() if "Waiting on the rate limiter" in line]
+    assert len(told) == len(waits) >= 3, waits
+    assert {m[2] for m in told} >= {"activities", "lead_changes", "deleted_leads"}
+    for m in told:
+        assert m[5] == "1"
+        assert 0 <= int(m[6]) <= 2
+    # The rows sent so far count up within a stream, and never pass what it sent in all.
+    for stream in ("activities", "lead_changes", "deleted_leads"):
+        counts = [int(m[3]) for m in told if m[2] == stream]
+        assert counts == sorted(counts)
+        assert counts[-1] <= len(run.guids(stream))
+    assert any(m[1].startswith("stream 'activities' partition") for m in told)
+
+
+WINDOW_LINE = re.compile(
+    r"Waiting out Marketo's 606 rate window \(the instance's 3-second window is full, other "
+    r"integrations count too\) to read stream 'deleted_leads' \((\d+) rows of deleted_leads "
+    r"sent so far\): waited (\d+) s of (\d+) s, about (\d+) s left\."
+)
+
+
+def test_a_606_back_off_says_what_it_waits_for_while_it_lasts(simulator, run_tap):
+    """A 606 from another integration: the 3 s window waited out with a line each 0.5 s."""
+    sim = simulator(World.seed_afternoon(rows=300, seed=2), now="2024-04-12T16:00:00Z")
+    sim.inject("deletedleads.json", "606", times=1)
+    config = sim_config(sim, rate_limit_window_seconds=3, max_concurrent_calls=1)
+    run = run_tap(config, env={"TAP_MARKETO_PROGRESS_SECONDS": "0.5"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    told = [m for m in map(WINDOW_LINE.search, run.stderr.splitlines()) if m]
+    assert len(told) >= 3, run.stderr[-3000:]
+    waited = [int(m[2]) for m in told]
+    assert waited == sorted(waited)
+    assert waited[0] == 0
+    assert {int(m[3]) for m in told} <= {3, 4}  # the window plus up to 1 s of jitter
+    assert [int(m[4]) for m in told] == sorted((int(m[4]) for m in told), reverse=True)
+    assert {int(m[1]) for m in told} == {0}  # the first page of deleted_leads was refused
+    # backoff's own line would say "for 0.0s": the window is slept by the tap's handler.
+    assert "Backing off" not in run.stderr
+    assert re.search(r"Retrying deleted_leads in [34]\.\d s after 606", run.stderr)
+    assert sorted(run.guids("deleted_leads")) == sorted(
+        expected_guids(sim, "deleted_leads", "2024-04-12T12:00:00Z")
+    )

@@ -13,6 +13,9 @@ over a base record derived from the lead id, so the leads and the activities nev
   (Adobe: the visible ``updatedAt`` reflects standard fields only);
 - 32 Merge Leads removes the losers (the other ids of ``Merge IDs``), 37 Delete Lead the lead.
 
+``change_silently`` sets a field with no activity and without moving ``updatedAt`` (as a
+system-managed or formula field changes): only a re-export of the lead shows it.
+
 Custom fields cover every ``dataType`` describe reports (MARKETO_LEADS.md §2). Ids that match
 nothing are silently dropped from ``leads.json`` answers, as Marketo drops unmatched values.
 """
@@ -128,6 +131,15 @@ class LeadDatabase:
         #: per lead, the time of its latest field change of any kind (the bulk updatedAt
         #: filter's notion, which custom fields move too)
         self.touched: dict[int, int] = {}
+        #: field values set by ``change_silently``, applied over the fold
+        self.silent: dict[int, dict[str, Any]] = {}
+
+    def change_silently(self, lead: int, name: str, value: Any) -> None:
+        """Set ``name`` of ``lead`` with no activity, ``updatedAt`` and ``touched`` unmoved."""
+        if name not in FIELD_NAMES or name in ("id", "createdAt", "updatedAt"):
+            raise ValueError(name)
+        self.silent.setdefault(lead, {})[name] = value
+        self._cache = None
 
     def at(self, now: datetime) -> dict[int, dict[str, Any]]:
         """Every lead that exists at ``now``, by id (ground truth for tests)."""
@@ -145,6 +157,9 @@ class LeadDatabase:
             self._apply(leads, gone, i)
         for lead in gone:
             leads.pop(lead, None)
+        for lead, values in self.silent.items():
+            if lead in leads:
+                leads[lead].update(values)
         self._cache = ((end, to_epoch(now)), leads)
         return leads
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import sys
+import time
 import typing as t
 from urllib.parse import urlsplit
 
@@ -259,16 +260,19 @@ class MarketoStream(RESTStream[str]):
 
     @override
     def backoff_wait_generator(self) -> Generator[float, t.Any, None]:
-        """Exponential from ``retry_base_seconds``; a 606 waits out the whole window."""
+        """Exponential from ``retry_base_seconds``; a 606 is waited out by the handler.
+
+        backoff sleeps what this yields in one piece, with no word in the log; the 606
+        window (``rate_limit_window_seconds``, plus jitter) is slept in ``backoff_handler``
+        instead, in pieces, so that a long one reports what it waits for (WaitNotice).
+        """
         base = self.api.retry_base_s
 
         def waits() -> Generator[float, t.Any, None]:
             attempt = 0
             error = yield 0.0
             while True:
-                wait = getattr(error, "wait", None)
-                if wait is None:
-                    wait = min(base * (2**attempt), 60.0)
+                wait = 0.0 if _window_wait(error) else min(base * (2**attempt), 60.0)
                 attempt += 1
                 error = yield wait
 
@@ -282,21 +286,52 @@ class MarketoStream(RESTStream[str]):
 
     @override
     def backoff_handler(self, details: Details) -> None:
-        """Log the cause and wait, count the retry; never log request arguments."""
+        """Log the cause and wait, count the retry; never log request arguments.
+
+        A 606 (the instance's rate window is full) is waited out here: its wait is the
+        window's length plus jitter.
+        """
         error = details.get("exception")
         cause = getattr(error, "cause", None) or type(error).__name__
         stats = self.api.stats
         stats.count(stats.retries, str(cause))
-        if isinstance(error, MarketoRetriable) and error.wait and str(cause) == "606":
-            stats.add_wait(float(details.get("wait") or 0))
+        window = _window_wait(error)
+        wait = float(details.get("wait") or 0.0)
+        if window:
+            wait = self.backoff_jitter(window)
+            stats.add_wait(wait)
         self.logger.warning(
             "Retrying %s in %.1f s after %s (attempt %d of %d)",
             self.name,
-            details.get("wait") or 0.0,
+            wait,
             describe(error),
             details.get("tries", 0),
             self.backoff_max_tries(),
         )
+        if window:
+            self._wait_out_606(wait)
+
+    def _wait_out_606(self, wait_s: float) -> None:
+        """Sleep out a 606 back-off, with a line a period when it lasts (WaitNotice)."""
+        notice = self.api.limiter.notice
+        clock = notice.clock
+        began = clock()
+        while (left := wait_s - (clock() - began)) > 0:
+            waited = clock() - began
+            # A wait known to last a few seconds has its first line at once.
+            long = max(waited, notice.after_s) if wait_s >= notice.after_s else waited
+            if notice.due(long):
+                notice.say(
+                    "Waiting out Marketo's 606 rate window (the instance's %g-second window is "
+                    "full, other integrations count too) to read %s: waited %.0f s of %.0f s, "
+                    "about %.0f s left.",
+                    self.api.window_s,
+                    self.api.limiter.waiting_for(f"stream '{self.name}'"),
+                    waited,
+                    wait_s,
+                    left,
+                )
+            time.sleep(min(left, max(notice.until_due(long), 0.05)))
 
     @override
     def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
@@ -346,6 +381,13 @@ class MarketoStream(RESTStream[str]):
                 raise MarketoError(msg) from None
 
         return call
+
+
+def _window_wait(error: BaseException | None) -> float:
+    """The wait a 606 asks for (the rate window's length), 0.0 for any other error."""
+    if isinstance(error, MarketoRetriable) and error.wait and str(error.cause) == "606":
+        return float(error.wait)
+    return 0.0
 
 
 def describe(error: BaseException | None) -> str:

@@ -14,6 +14,7 @@ import typing as t
 from singer_sdk import metrics
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib import StateMessage
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
@@ -113,7 +114,15 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         """One pass: resume or mint a token, walk to the end, promote the bookmark."""
         self.api.stats.records[self.name] += 0  # the run summary names it, even with none new
         self.run.start_read_ahead()
-        with self.run.read_ahead.closing_on_error():
+        records = self.api.stats.records
+        with (
+            self.run.read_ahead.closing_on_error(),
+            # A long wait on a limit during this pass names it (limits.WaitNotice).
+            self.api.limiter.notice.reading(
+                self.partition_label(context),
+                lambda: f"{records[self.name]} rows of {self.name} sent so far",
+            ),
+        ):
             yield from self._pass_records(context)
 
     def _pass_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
@@ -335,7 +344,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
                 yield record
                 counter[self.name] += 1  # once written: --test stops a stream at a record
         # Every row of this page has been written by now: the cursor may move past it.
-        if sync.page_done(body.get("nextPageToken")):
+        if sync.page_done(body.get("nextPageToken"), self._state_key_room):
             self._write_state()
         if self._progress.due():
             reached = format_datetime(sync.max_seen) if sync.max_seen else "nothing new yet"
@@ -358,6 +367,13 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
     def _write_state(self) -> None:
         if not self.batching:
             self.run.state_writer.write_state(self.tap_state)
+
+    def _state_key_room(self) -> int:
+        """Bytes the STATE about to be written may grow by and still go out at once (keys)."""
+        writer = self.run.message_writer
+        if self.batching or not isinstance(writer, BatchingWriter):
+            return 0
+        return writer.state_room(len(writer.format_message(StateMessage(value=self.tap_state))))
 
 
 def write_state_at_stop(streams: t.Iterable[t.Any]) -> None:

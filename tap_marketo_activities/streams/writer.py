@@ -45,6 +45,12 @@ STATE_SHARE = 0.05
 #: A STATE this small is written at once whatever the share: the cadence's and small
 #: runs' STATEs (a cursor, a few bookmarks), which only the overlap sets make large.
 SMALL_STATE = 4096
+#: A cadence STATE takes its cursor's keys only while this many more STATEs of its grown
+#: size would still fit the share: the one that ends its pass, and the run's last (see
+#: ``state_room``).
+KEYS_RESERVE = 2
+#: Nor may keys take a STATE line past this (issue 22: at most 1 MB a message).
+LARGEST_KEYED_STATE = 1_000_000
 
 
 class BatchingWriter(MsgSpecWriter):
@@ -57,6 +63,8 @@ class BatchingWriter(MsgSpecWriter):
         self.record_bytes = 0
         self.state_bytes = 0
         self._held_state: bytes | bytearray | None = None
+        #: ``record_bytes`` at the last ``state_room``: what the records since have earned.
+        self._records_at_last_room = 0
         #: Set before a STATE that must be written at once (the tap is about to stop).
         self.force_state = False
         atexit.register(self._flush_at_exit)
@@ -91,6 +99,30 @@ class BatchingWriter(MsgSpecWriter):
             self.flush()
         else:
             self._held_state = line
+
+    def state_room(self, size: int) -> int:
+        """Bytes a STATE line of ``size`` bytes may grow by and still be written at once.
+
+        Asked once before every cadence STATE (incremental.py) whether its cursor may carry
+        the keys: worth it (a SIGKILL after that STATE then costs the next scheduled run no
+        re-send), but never at the price of the cadence or of the share. So the grown line,
+        with ``KEYS_RESERVE`` more lines of its size, must fit both
+
+        * the share, all STATE bytes so far counted: then ``_write_state`` writes it at
+          once, and the STATE stream stays within STATE_SHARE;
+        * the share of the records written since the last time this was asked: keys are
+          paid from what those records earned, never from the room earlier records left,
+          which later STATEs need when they repeat finished partitions' overlap sets
+          (measured on the 1,000,000-row day: spending that room on keys held later STATEs
+          back until 19,800 rows lay between two of them);
+
+        and it stays within ``LARGEST_KEYED_STATE``.
+        """
+        earned = STATE_SHARE * (self.record_bytes - self._records_at_last_room)
+        self._records_at_last_room = self.record_bytes
+        left = STATE_SHARE * self.record_bytes - self.state_bytes
+        fits = min(earned, left) / (1 + KEYS_RESERVE)
+        return max(0, min(int(fits), LARGEST_KEYED_STATE) - size)
 
     def write_record(
         self, stream: str, record: t.Mapping[str, t.Any], time_extracted: dt.datetime

@@ -14,9 +14,10 @@ bookmark alone would skip it. Each pass therefore:
   (this pass included) minus the lookback, never before the pass's window start;
 * asks for a STATE message only every ``STATE_EVERY_ROWS`` delivered rows (and at the
   pass's end, and before a clean stop): a SIGKILL re-sends at most the rows since the
-  last STATE. Those interim cursors carry no keys, which keeps STATE a few percent of
-  the records; only the STATE that ends a pass carries the overlap set, so clean
-  scheduled runs stay exactly once;
+  last STATE. Such a cadence STATE's cursor carries the keys the target has only when
+  they fit the STATE budget (``page_done``'s ``key_room``), which keeps STATE a few
+  percent of the records; the STATE that ends a pass always carries the overlap set, so
+  clean scheduled runs stay exactly once;
 * advances the bookmark only when the pass finishes, never beyond the moment
   the run started (by the server's clock), never backwards.
 
@@ -46,10 +47,14 @@ STATE_EVERY_ROWS = 10_000
 #: Marketo's largest page (batchSize 300): a STATE is asked for this many rows early, so
 #: the rows since the last STATE plus a page in flight stay within STATE_EVERY_ROWS.
 MAX_PAGE_ROWS = 300
-#: At most this many keys go into the cursor of a STATE written before a clean stop (about
-#: 11 bytes each: 50,000 keep that STATE well under 1 MB), so the run after a SIGTERM, a
-#: 607 or a Ctrl-C re-sends nothing; past it the cursor stays keyless, as after a SIGKILL.
+#: At most this many keys go into the cursor of a STATE written before a clean stop or at
+#: the cadence (about 11 bytes each: 50,000 keep that STATE well under 1 MB), so the run
+#: after a SIGTERM, a 607, a Ctrl-C (or a SIGKILL after such a cadence STATE) re-sends
+#: nothing; past it the cursor stays keyless.
 MAX_STOP_KEYS = 50_000
+#: What ``"pending":"..."`` adds to a STATE line around the keys' text, and a margin
+#: (base64 needs no escaping).
+PENDING_OVERHEAD = 16
 
 # How far past the server's clock a bookmark may be before it is an error (the Date header
 # has whole seconds; a bookmark is capped by the clock of the run that wrote it).
@@ -72,11 +77,12 @@ def _short(value: t.Any, limit: int = 60) -> str:
 class Cursor:
     """Where an unfinished pass stopped: enough to resume it or to recover.
 
-    ``pending`` (the keys the pass delivered inside the lookback) is None in the cursors
-    this tap writes now: carrying them made STATE 0.6-2.9 times the records (issue 22).
-    A resumed pass trusts the position token; the keys it lacks are those of rows stamped
-    up to ``max_seen`` (see ``PartitionSync.keys_missing_until``). A cursor from an older
-    run that has them is still read and used.
+    ``pending`` (the keys the pass delivered inside the lookback) is None in most cursors:
+    carrying them in every STATE made STATE 0.6-2.9 times the records (issue 22). It is
+    put into the state dict only by ``PartitionSync`` (a cadence STATE whose keys fit the
+    budget, a clean stop), never by ``to_state``. Without it a resumed pass trusts the
+    position token, and the keys it lacks are those of rows stamped up to ``max_seen``
+    (see ``PartitionSync.keys_missing_until``).
     """
 
     token: str
@@ -349,7 +355,9 @@ class PartitionSync:
         horizon = min(self.max_seen, self.run_started()) - self.lookback
         return horizon if self.prune_floor is None else min(horizon, self.prune_floor)
 
-    def page_done(self, next_token: str | None) -> bool:
+    def page_done(
+        self, next_token: str | None, key_room: t.Callable[[], int] | None = None
+    ) -> bool:
         """Record the cursor after a page is fully emitted; True when a STATE must follow.
 
         The cursor in the state dict moves after every page (a small dict: token, window
@@ -358,7 +366,15 @@ class PartitionSync:
         is asked for once the next page could take the rows since the last one past
         ``STATE_EVERY_ROWS``: a SIGKILL re-sends fewer than that, and never loses a row. The
         pass's last page returns False: ``finish`` writes the STATE that ends the pass.
+
+        That STATE's cursor also carries the keys the target has when they fit
+        ``key_room()`` (bytes the STATE may grow by and still be written at once within
+        its budget; asked only here, as it costs a look at the whole STATE): a SIGKILL
+        after it then costs the run after the resumed one no re-send either (see
+        ``_interim_keys``). Where they do not fit, the cursor stays keyless and the STATE
+        is written all the same: keys never delay the cadence.
         """
+        # Every row admitted so far has been written: none of the keys is in flight now.
         self._page_keys.clear()
         horizon = self._horizon()
         if horizon is not None:
@@ -371,8 +387,35 @@ class PartitionSync:
         self.state["cursor"] = self.cursor.to_state()
         if self.report.emitted - self._emitted_at_last_state > STATE_EVERY_ROWS - MAX_PAGE_ROWS:
             self._emitted_at_last_state = self.report.emitted
+            if key_room is not None:
+                self._interim_keys(key_room)
             return True
         return False
+
+    def _interim_keys(self, key_room: t.Callable[[], int]) -> bool:
+        """Give a cadence STATE's cursor the keys the target has, if they fit; True if so.
+
+        Called right after ``page_done`` stored the keyless cursor, with no page in
+        flight: ``emitted`` (pruned to the horizon) holds exactly the keys of rows this
+        pass has written, never one the target may lack, and the resume path reads them
+        as it reads a clean stop's (``cursor.pending``). The dict is replaced, not edited:
+        the next page's cursor, keyless, replaces it again, so keys never outlive the
+        token they belong to. A pass resumed from a keyless cursor lacks the keys from
+        before it, so its cursors stay keyless (as in ``keys_for_stop``).
+        """
+        # Asked at every cadence STATE, keys or not: what it allows is measured from one
+        # cadence STATE to the next (writer.py's ``state_room``).
+        room = key_room()
+        if room <= 0 or self.keys_missing_until is not None or len(self.emitted) > MAX_STOP_KEYS:
+            return False
+        try:
+            text = self.emitted.encode()
+        except OverlapSetError:
+            return False  # the pass-end STATE says so, and stops (``finish``)
+        if len(text) + PENDING_OVERHEAD > room:
+            return False
+        self.state["cursor"] = {**self.state["cursor"], "pending": text}
+        return True
 
     def keys_for_stop(self) -> None:
         """Before a clean stop: give the state's cursor the keys the target has (if few).

@@ -20,6 +20,7 @@ import typing as t
 from tap_marketo_activities.errors import StateError
 from tap_marketo_activities.sources.bulk.state_check import check_bulk
 from tap_marketo_activities.sync.incremental import PartitionSync
+from tap_marketo_activities.sync.leads_state import check_leads_state
 
 # Deeper than any state this tap writes (7 levels with Meltano's wrapper), shallow enough
 # that copying or writing the state back can never exhaust Python's recursion limit.
@@ -29,7 +30,7 @@ MAX_TYPES_PER_GROUP = 10
 MAX_TYPE_ID = 2**31 - 1
 
 INCREMENTAL_STREAMS = ("activities", "lead_changes", "deleted_leads")
-#: leads and merged_leads exist when leads_stream is on (streams/leads/streams.py).
+#: leads and merged_leads exist when leads_stream is on (leads/streams.py).
 STREAMS = ("activity_types", *INCREMENTAL_STREAMS, "leads", "merged_leads")
 TOP_LEVEL_KEYS = frozenset({"bookmarks", "currently_syncing"})
 #: The per-type tables (typed.py): the SDK keeps an entry for each; their progress is the
@@ -166,6 +167,8 @@ def check_state(state: t.Any) -> dict[str, t.Any]:
             _fail(f"stream '{name}'", name, f"must be an object, not {_kind(stream_state)}")
         if name in INCREMENTAL_STREAMS:
             check_stream_state(name, stream_state)
+        elif name == "leads":
+            check_leads_state(stream_state, dt.datetime.now(dt.timezone.utc))
     return state
 
 

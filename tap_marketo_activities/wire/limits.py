@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from tap_marketo_activities.errors import QuotaExhausted
+from tap_marketo_activities.logs import progress_seconds
 from tap_marketo_activities.records import format_datetime
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    import logging
+    from collections.abc import Callable, Iterator
 
 CENTRAL = ZoneInfo("America/Chicago")
 
@@ -77,6 +79,85 @@ class RunStats:
         )
 
 
+class WaitNotice:
+    """INFO lines while the run waits on a limit: the limiter's window, or a 606 back-off.
+
+    A run held back by the rate window (a low ``max_calls_per_20s``, another integration's
+    606s) can sit for minutes between its "Reading" and "Finished" lines; the person
+    watching it cannot tell a wait from a hang. Once a wait has lasted a few seconds
+    (``after_s``, or the period if that is shorter) a line says what is waited on, for
+    which stream or partition, the rows it has delivered so far and when the wait should
+    end; then one line per period (a minute; ``TAP_MARKETO_PROGRESS_SECONDS``) while it
+    lasts. The lines of all threads share one period: the log gets one line a minute, not
+    one per waiting thread.
+
+    What is being read is told by the thread that emits records (``reading``): the waits
+    worth a line are that thread's own calls and those of the fetcher reading its chain
+    ahead (the limiter's favoured thread), which serve the same partition.
+    """
+
+    AFTER_S = 5.0
+
+    def __init__(
+        self,
+        logger: logging.Logger | None,
+        every_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.every_s = progress_seconds() if every_s is None else every_s
+        self.after_s = min(self.AFTER_S, self.every_s)
+        self.clock = clock
+        self._reading: tuple[str, Callable[[], str]] | None = None
+        #: The thread that emits records (the one that said what it is reading).
+        self.reader: int | None = None
+        self._last_line = -math.inf
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def reading(self, label: str, rows: Callable[[], str]) -> Iterator[None]:
+        """While the block runs, waits are said to be for ``label``; ``rows`` says how many
+        rows were sent so far."""
+        previous, self._reading = self._reading, (label, rows)
+        self.reader = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._reading = previous
+
+    def subject(self, fallback: str) -> str:
+        """'stream 'x' partition {...} (120 rows of x sent so far)', else ``fallback``."""
+        reading = self._reading
+        if reading is None:
+            return fallback
+        label, rows = reading
+        return f"{label} ({rows()})"
+
+    def due(self, waited_s: float) -> bool:
+        """True (and the shared period restarts) when a wait of this length is due a line."""
+        if self.logger is None or waited_s < self.after_s:
+            return False
+        with self._lock:
+            now = self.clock()
+            if now - self._last_line < self.every_s:
+                return False
+            self._last_line = now
+            return True
+
+    def until_due(self, waited_s: float) -> float:
+        """Seconds until a wait that has lasted ``waited_s`` is due its next line."""
+        if self.logger is None:
+            return math.inf
+        if waited_s < self.after_s:
+            return self.after_s - waited_s
+        return max(0.0, self.every_s - (self.clock() - self._last_line))
+
+    def say(self, message: str, *args: t.Any) -> None:
+        """Log one line at INFO: the wait is news, not trouble (a 606 has its own WARNING)."""
+        if self.logger is not None:
+            self.logger.info(message, *args)
+
+
 class CallLimiter:
     """A sliding-window rate limiter plus a concurrency cap, shared by all threads.
 
@@ -102,6 +183,7 @@ class CallLimiter:
         max_concurrent: int,
         stats: RunStats,
         clock: t.Callable[[], float] = time.monotonic,
+        notice: WaitNotice | None = None,
     ) -> None:
         self.max_calls = max_calls
         self.window_s = window_s
@@ -118,6 +200,8 @@ class CallLimiter:
         self.call_s: float | None = None
         self._waiting = 0
         self._waiting_since = 0.0
+        #: Says what a long wait is for (none: a limiter built for a test or a benchmark).
+        self.notice = notice or WaitNotice(None)
 
     def favour(self, thread_id: int) -> None:
         """Give this thread (``threading.get_ident()``) first claim on slots and places."""
@@ -189,6 +273,7 @@ class CallLimiter:
     def _admit(self, me: int) -> None:
         with self._cond:
             waiting = False
+            began = 0.0
             while True:
                 now = self._clock()
                 while self._ended and now - self._ended[0][0] >= self.window_s:
@@ -197,6 +282,7 @@ class CallLimiter:
                     break
                 if not waiting:
                     waiting = True
+                    began = now
                     self._waiting += 1
                     if self._waiting == 1:
                         self._waiting_since = now
@@ -205,6 +291,10 @@ class CallLimiter:
                 oldest = self._ended[0][0] if self._ended else now
                 pause = self.window_s - (now - oldest) + 0.05
                 limit = self.window_s if self._favoured is None else 0.25
+                if self._favoured in (None, me):  # the wait holds up the records
+                    self._tell_wait(now - began, pause)
+                    # Wake in time for the next line when a wait lasts that long.
+                    limit = min(limit, max(self.notice.until_due(now - began), 0.05))
                 self._cond.wait(min(max(pause, 0.01), limit))
             self._in_flight += 1
             if me == self._favoured:
@@ -215,6 +305,38 @@ class CallLimiter:
                     # The time during which some call was held back, not the sum over
                     # threads: the summary's "waited on limits" stays in wall seconds.
                     self._stats.add_wait(now - self._waiting_since)
+
+    def waiting_for(self, fallback: str) -> str:
+        """What this thread's wait holds up: what the emitting thread reads, if this thread
+        is that one or the fetcher of its chain (favoured); else ``fallback``."""
+        me = threading.get_ident()
+        if me in (self.notice.reader, self._favoured):
+            return self.notice.subject(fallback)
+        return fallback
+
+    def _tell_wait(self, waited_s: float, pause_s: float) -> None:
+        """One line (see WaitNotice) on a call held back this long: why, and for how long."""
+        if not self.notice.due(waited_s):
+            return
+        if self._in_flight >= self.max_concurrent:
+            why = (
+                f"{self._in_flight} calls in flight (max_concurrent_calls={self.max_concurrent})"
+                "; the next starts when one of them ends"
+            )
+        else:
+            window = f"{self.window_s:g}"
+            used = len(self._ended) + self._in_flight
+            why = (
+                f"{used} call{'' if used == 1 else 's'} in the last {window} s "
+                f"(max_calls_per_20s={self.max_calls}); a place frees in about "
+                f"{max(pause_s, 0.0):.0f} s"
+            )
+        self.notice.say(
+            "Waiting on the rate limiter to read %s: waited %.0f s so far, %s.",
+            self.waiting_for("a page read ahead"),
+            waited_s,
+            why,
+        )
 
 
 class DailyBudget:

@@ -25,7 +25,7 @@ from typing_extensions import override
 
 from tap_marketo_activities.errors import ConfigError
 from tap_marketo_activities.wire.auth import MarketoAuthenticator
-from tap_marketo_activities.wire.limits import CallLimiter, DailyBudget, RunStats
+from tap_marketo_activities.wire.limits import CallLimiter, DailyBudget, RunStats, WaitNotice
 
 if t.TYPE_CHECKING:
     import logging
@@ -157,6 +157,7 @@ class MarketoConnection:
             window_s=self.window_s,
             max_concurrent=int(config["max_concurrent_calls"]),
             stats=self.stats,
+            notice=WaitNotice(logger),
         )
         self.budget = DailyBudget(config.get("max_daily_calls"), read_usage)
         self.auth = MarketoAuthenticator(

@@ -251,6 +251,10 @@ class BulkBackfill(ExportJobSteps):
                     rows += 1
                     self.stats.rows += 1
                     yield record, when
+        self._window_done(window, rows, size, waited_from)
+
+    def _window_done(self, window: Window, rows: int, size: int, waited_from: float) -> None:
+        """The window is read: forget its job, move ``done_until`` past it, say so."""
         self._active = None
         self._save_job(None)
         self._bulk_state["done_until"] = format_datetime(window.end)

@@ -91,7 +91,19 @@ def _int_or_none(value: t.Any) -> int | None:
 
 
 class ExportJobs:
-    """The activity export endpoints, through a ``BulkTransport``."""
+    """The activity export endpoints, through a ``BulkTransport``.
+
+    Another export kind (leads) shares every call but ``create`` by setting ``export_path``
+    and building its own body for :meth:`create_job`.
+    """
+
+    #: The endpoints' prefix: ``{export_path}/create.json``, ``{export_path}/{id}/status.json``.
+    export_path: t.ClassVar[str] = EXPORT
+    #: What the 1029 quota message tells a person to do besides waiting.
+    quota_advice: t.ClassVar[str] = (
+        "The next run resumes this backfill where it stopped; set backfill_method to rest to "
+        "read through REST instead."
+    )
 
     def __init__(self, transport: BulkTransport, *, clock: t.Callable[[], dt.datetime]) -> None:
         self.transport = transport
@@ -106,22 +118,30 @@ class ExportJobs:
                 "activityTypeIds": sorted(type_ids),
             },
         }
-        return self._status(self.transport.post_json(f"{EXPORT}/create.json", body), "create")
+        return self.create_job(body, "create")
+
+    def create_job(self, body: dict[str, t.Any], what: str) -> JobStatus:
+        """``POST {export_path}/create.json`` with ``body``; the new job, or the error.
+
+        ``what`` names the call in error messages (a quota 1029 raises
+        ``ExportQuotaExceeded``, a full queue ``QueueFull``, other codes ``BulkApiError``).
+        """
+        return self._status(self.transport.post_json(f"{self.export_path}/create.json", body), what)
 
     def enqueue(self, export_id: str) -> JobStatus:
-        answer = self.transport.post_json(job_path(export_id, "enqueue"))
+        answer = self.transport.post_json(job_path(export_id, "enqueue", self.export_path))
         return self._status(answer, f"enqueue of export {export_id}")
 
     def status(self, export_id: str) -> JobStatus:
-        answer = self.transport.get_json(job_path(export_id, "status"))
+        answer = self.transport.get_json(job_path(export_id, "status", self.export_path))
         return self._status(answer, f"status of export {export_id}")
 
     def cancel(self, export_id: str) -> JobStatus:
-        answer = self.transport.post_json(job_path(export_id, "cancel"))
+        answer = self.transport.post_json(job_path(export_id, "cancel", self.export_path))
         return self._status(answer, f"cancel of export {export_id}")
 
     def file_path(self, export_id: str) -> str:
-        return job_path(export_id, "file")
+        return job_path(export_id, "file", self.export_path)
 
     def _status(self, envelope: dict[str, t.Any], what: str) -> JobStatus:
         request_id = envelope.get("requestId", "none")
@@ -133,9 +153,7 @@ class ExportJobs:
                 text = (
                     f"Marketo refused the bulk {what}: 1029 {message} (requestId {request_id}). "
                     f"Bulk exports may total 500 MB a day per instance. "
-                    f"{quota_reset_text(self._clock())} The next run resumes this backfill "
-                    "where it stopped; set backfill_method to rest to read through REST "
-                    "instead."
+                    f"{quota_reset_text(self._clock())} {self.quota_advice}"
                 )
                 raise ExportQuotaExceeded(text)
             if code == "1029":
@@ -163,7 +181,7 @@ class ExportJobs:
         )
 
 
-def job_path(export_id: str, action: str) -> str:
+def job_path(export_id: str, action: str, prefix: str = EXPORT) -> str:
     """The path of one job's endpoint, built only from an id that is a UUID.
 
     The id comes from the state (input a person can edit) or from Marketo; one holding
@@ -172,7 +190,7 @@ def job_path(export_id: str, action: str) -> str:
     if not valid_export_id(export_id):
         msg = f"{str(export_id)[:60]!r} is not a Marketo export id (a UUID); no call was made."
         raise BulkApiError(msg, "bad-export-id")
-    return f"{EXPORT}/{export_id}/{action}.json"
+    return f"{prefix}/{export_id}/{action}.json"
 
 
 def poll_waits(initial_s: float, factor: float, max_s: float) -> t.Iterator[float]:

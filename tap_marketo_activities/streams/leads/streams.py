@@ -20,13 +20,15 @@ from urllib.parse import urlencode
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_marketo_activities.errors import ConfigError, MarketoError, StateError
+from tap_marketo_activities.errors import ConfigError, MarketoError
 from tap_marketo_activities.records import format_datetime, parse_datetime
 from tap_marketo_activities.sources.bulk.errors import BulkApiError
 from tap_marketo_activities.sources.bulk.windows import Window, plan_windows
+from tap_marketo_activities.streams.bulk_pass import settings_from
 from tap_marketo_activities.streams.bulk_transport import StreamBulkTransport
 from tap_marketo_activities.streams.client import MarketoStream
-from tap_marketo_activities.streams.leads import feed
+from tap_marketo_activities.streams.leads import feed, reconcile
+from tap_marketo_activities.streams.leads.backfill import PASS_STOPPERS, LeadBackfill, exported_rows
 from tap_marketo_activities.streams.leads.export import LeadExportJobs, export_window
 from tap_marketo_activities.streams.leads.schema import (
     Field,
@@ -37,11 +39,13 @@ from tap_marketo_activities.streams.leads.schema import (
     lead_schema,
 )
 from tap_marketo_activities.streams.output import write_record, write_schema
+from tap_marketo_activities.streams.writer import BatchingWriter
+from tap_marketo_activities.sync.leads_state import first_sync_progress, state_time
 from tap_marketo_activities.wire.envelope import envelope, page_rows
 from tap_marketo_activities.wire.transport import FORM_CONTENT_TYPE
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Generator, Iterable
 
     import requests
     from singer_sdk import Tap
@@ -64,22 +68,6 @@ def describe_fields(stream: MarketoStream) -> list[Field]:
     return fields or fields_from_describe(stream.fetch_result("/v1/leads/describe.json"))
 
 
-def state_time(state: dict[str, t.Any], key: str) -> dt.datetime | None:
-    """A date-time the leads state holds, or None; a value that is not one names the field."""
-    value = state.get(key)
-    if value is None:
-        return None
-    try:
-        return parse_datetime(str(value))
-    except ValueError:
-        msg = (
-            f"State for stream 'leads': field '{key}' is {str(value)[:60]!r}, not an ISO 8601 "
-            "date-time. Pass the state this tap last emitted, or remove the leads entry to "
-            "sync the leads from start_date again."
-        )
-        raise StateError(msg) from None
-
-
 def chosen_fields(stream: MarketoStream, wanted: list[str] | None) -> list[Field]:
     """The described fields that ``lead_fields`` names (all when unset)."""
     described = describe_fields(stream)
@@ -91,26 +79,6 @@ def chosen_fields(stream: MarketoStream, wanted: list[str] | None) -> list[Field
             "names as /rest/v1/leads/describe2.json lists them, or unset lead_fields."
         )
         raise ConfigError(msg) from None
-
-
-class MergedLeadsStream(MarketoStream):
-    """Leads merged away: loser id, winner id and merge time (from Merge Leads activities)."""
-
-    name = "merged_leads"
-    path = ACTIVITIES_PATH
-    primary_keys = ("loserId", "winnerId")
-    replication_key = None
-    schema = th.PropertiesList(
-        th.Property("loserId", th.IntegerType, required=True),
-        th.Property("winnerId", th.IntegerType, required=True),
-        th.Property("mergedAt", th.DateTimeType, required=True),
-        th.Property("marketoGUID", th.StringType, description="The Merge Leads activity"),
-    ).to_dict()
-
-    @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        """Nothing of its own: the ``leads`` pass writes these rows."""
-        return iter(())
 
 
 class LeadsStream(MarketoStream):
@@ -129,14 +97,18 @@ class LeadsStream(MarketoStream):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        """Read the change feed, then the changed leads by id; then move the bookmark."""
+        """A first sync; or a reconciliation when due, then the change feed; then the bookmark."""
         state = self.get_context_state(None)
-        bookmark = state_time(state, "replication_key_value")
+        now = self.api.now().replace(microsecond=0)
+        bookmark = state_time(state, "replication_key_value", now)
         if bookmark is None:
-            yield from self._first_sync(state)
+            yield from self._first_sync(state, now)
+            self.merged.write([])
             return
+        # Before the feed: a file of an earlier run holds older values than the feed reads.
+        oldest = yield from self._reconcile(state, now)
         lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
-        since = bookmark - lookback
+        since = min(bookmark, oldest or bookmark) - lookback
         changed, merges, latest = self._feed(since)
         self.logger.info(
             "leads: %d changed leads and %d merges in activities since %s",
@@ -164,10 +136,83 @@ class LeadsStream(MarketoStream):
                         yield row
             latest = max(latest or started, started)
         yield from self._read(sorted(changed - exported))
-        self._write_merges(merges)
+        self.merged.write(merges)
         if latest is not None and latest > bookmark:
             state["replication_key_value"] = format_datetime(latest)
-            self.run.state_writer.write_state(self.tap_state)
+        self._write_state()
+
+    def _write_state(self, force: bool = True) -> None:
+        """The tap's STATE; ``force``: at once, whatever its size (writer.py)."""
+        writer = self.run.message_writer
+        if force and isinstance(writer, BatchingWriter):
+            writer.force_state = True
+        self.run.state_writer.write_state(self.tap_state)
+
+    def _backfill(self, state: dict[str, t.Any], fields: list[Field], label: str) -> LeadBackfill:
+        """Lead export jobs over ``state['bulk']``, resumable (leads/backfill.py)."""
+        return LeadBackfill(
+            transport=self._transport,
+            type_ids=(),
+            type_names={},
+            state=state,
+            settings=settings_from(self.config),
+            logger=self.logger,
+            server_now=self.api.now,
+            label=label,
+            fields=fields,
+            strict=label != "leads first sync",
+            write_state=self._write_state,
+        )
+
+    def _reconcile(
+        self, state: dict[str, t.Any], now: dt.datetime
+    ) -> Generator[dict[str, t.Any], None, dt.datetime | None]:
+        """The reconciliation pass when due or in progress (leads/reconcile.py); returns the
+        oldest snapshot among the files it read (None: none)."""
+        last = state_time(state, "reconciled_at", now)
+        days = int(self.config.get("leads_reconcile_days", 7))
+        progress = reconcile.begin(state, now, days, last)
+        if progress is None:
+            return None
+        backfill = self._backfill(progress, self._with_created_at(), "leads reconciliation")
+        wanted = {field.name for field in self.fields}
+        try:
+            rows = reconcile.run(
+                state,
+                progress,
+                backfill,
+                start_date=self.run.start_date,
+                now=now,
+                budget=reconcile.budget_bytes(self.config),
+                rows=lambda start, end: exported_rows(
+                    backfill, start, end, stats=self.api.stats, logger=self.logger
+                ),
+                logger=self.logger,
+            )
+            for row in rows:
+                yield {name: value for name, value in row.items() if name in wanted}
+        except PASS_STOPPERS as exc:
+            # The feed still runs: a reconciliation that cannot go on must not keep the
+            # leads from being updated; the next run takes it up where the state says.
+            self.logger.warning(
+                "leads: reconciliation paused (%s); the change feed runs as usual and the "
+                "next run continues the reconciliation",
+                exc,
+            )
+        return backfill.oldest_snapshot
+
+    def _with_created_at(self) -> list[Field]:
+        """The chosen fields, and createdAt (which keeps each lead in one window)."""
+        if "createdAt" in {field.name for field in self.fields}:
+            return self.fields
+        return [*self.fields, Field("createdAt", "datetime")]
+
+    @override
+    def generate_child_contexts(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        """None: ``merged_leads`` is written by this pass, not synced per lead."""
+        return ()
 
     @cached_property
     def _transport(self) -> StreamBulkTransport:
@@ -196,46 +241,34 @@ class LeadsStream(MarketoStream):
             self._jobs.cancel(job.export_id)  # never enqueued: it holds no queue place
         return True
 
-    def _first_sync(self, state: dict[str, t.Any]) -> Iterable[dict[str, t.Any]]:
+    def _first_sync(self, state: dict[str, t.Any], now: dt.datetime) -> Iterable[dict[str, t.Any]]:
         """Every lead created from start_date to the first run's start, by bulk export.
 
-        Progress is the end of the last window written (``created_until``); the feed's
-        bookmark becomes the first run's start (``backfill_started``) once every window is
-        written, so changes made while a long backfill ran (and resumed) are read next run.
+        Progress is the activities backfill's ``bulk`` state (the last window written, the
+        job in progress with its rows sent; leads/backfill.py); the feed's bookmark becomes
+        the first run's start (``backfill_started``) once every window is written, so
+        changes made while a long backfill ran (and resumed) are read next run.
         """
-        started = state_time(state, "backfill_started") or self.api.now().replace(microsecond=0)
+        started = state_time(state, "backfill_started", now) or now
         state["backfill_started"] = format_datetime(started)
-        begin = state_time(state, "created_until") or self.run.start_date
-        fields = self.fields
-        if "createdAt" not in {field.name for field in fields}:
-            fields = [*fields, Field("createdAt", "datetime")]  # to keep each lead in one window
+        first_sync_progress(state)
         wanted = {field.name for field in self.fields}
-        transport, jobs = self._transport, self._jobs
-        windows = plan_windows(begin, started)
+        backfill = self._backfill(state, self._with_created_at(), "leads first sync")
+        begin = self.run.start_date
         self.logger.info(
             "leads: first sync by bulk lead export, %d createdAt windows from %s to %s",
-            len(windows),
+            len(plan_windows(max(begin, backfill.done_until() or begin), started)),
             format_datetime(begin),
             format_datetime(started),
         )
-        for window in windows:
-            rows = export_window(
-                jobs,
-                transport,
-                window,
-                fields,
-                poll_s=float(self.config["bulk_poll_seconds"]),
-            )
-            for row in rows:
-                created = row.get("createdAt")
-                if created is None or window.contains(parse_datetime(created)):
-                    yield {name: value for name, value in row.items() if name in wanted}
-            state["created_until"] = format_datetime(window.end)
-            self.run.state_writer.write_state(self.tap_state)
-        state.pop("created_until", None)
+        rows = exported_rows(backfill, begin, started, stats=self.api.stats, logger=self.logger)
+        for row in rows:
+            yield {name: value for name, value in row.items() if name in wanted}
+        state.pop("bulk", None)
         state.pop("backfill_started", None)
         state["replication_key_value"] = format_datetime(started)
-        self.run.state_writer.write_state(self.tap_state)
+        state["reconciled_at"] = format_datetime(started)  # a first sync reads every lead
+        self._write_state()
 
     def _feed(self, since: dt.datetime) -> tuple[set[int], list[feed.Merge], dt.datetime | None]:
         """Changed ids, merges and the latest ``activityDate`` of the change types' rows
@@ -313,10 +346,40 @@ class LeadsStream(MarketoStream):
         send = self.request_decorator(self._send_single)
         return t.cast("requests.Response", send(request))
 
-    def _write_merges(self, merges: list[feed.Merge]) -> None:
-        if not merges or not self.merged.selected:
+
+class MergedLeadsStream(MarketoStream):
+    """Leads merged away: loser id, winner id and merge time (from Merge Leads activities).
+
+    The SDK's child of ``leads`` (as the per-type tables are of ``activities``), so it is
+    never synced on its own: the ``leads`` pass writes its SCHEMA, once, before its first
+    row. As a stream of its own it wrote a SCHEMA at its sync too, after the pass had.
+    """
+
+    name = "merged_leads"
+    parent_stream_type = LeadsStream
+    path = ACTIVITIES_PATH
+    primary_keys = ("loserId", "winnerId")
+    replication_key = None
+    schema = th.PropertiesList(
+        th.Property("loserId", th.IntegerType, required=True),
+        th.Property("winnerId", th.IntegerType, required=True),
+        th.Property("mergedAt", th.DateTimeType, required=True),
+        th.Property("marketoGUID", th.StringType, description="The Merge Leads activity"),
+    ).to_dict()
+    schema_written = False
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Nothing of its own: the ``leads`` pass writes these rows."""
+        return iter(())
+
+    def write(self, merges: list[feed.Merge]) -> None:
+        """The rows of these merges, after its SCHEMA (written once per run, rows or none)."""
+        if not self.selected:
             return
-        write_schema(self.merged)
+        if not self.schema_written:
+            write_schema(self)
+            self.schema_written = True
         for merge in merges:
             row = {
                 "loserId": merge.loser_id,
@@ -324,4 +387,4 @@ class LeadsStream(MarketoStream):
                 "mergedAt": format_datetime(parse_datetime(merge.merged_at)),
                 "marketoGUID": merge.marketo_guid,
             }
-            write_record(self.merged, row)
+            write_record(self, row)
