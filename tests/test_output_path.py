@@ -14,6 +14,7 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
 
 from tap_marketo_activities.simulator import World
+from tap_marketo_activities.streams import writer as writer_module
 from tap_marketo_activities.streams.writer import BATCH_BYTES, BatchingWriter
 
 EXTRACTED = dt.datetime(2024, 4, 12, 16, 0, tzinfo=dt.timezone.utc)
@@ -208,3 +209,31 @@ def test_flattening_still_flattens_attributes(afternoon, run_tap):
     assert records
     assert all("attributes" not in r for r in records)
     assert any(key.startswith("attributes__") for r in records for key in r)
+
+
+def test_a_stop_state_between_a_record_and_its_newline_gets_a_line_of_its_own(monkeypatch):
+    """A SIGTERM's STATE can land after ``write_record`` encoded a row, before its newline.
+
+    The signal is delivered at that exact point by wrapping the encoder: the handler does
+    what a clean stop does (a forced STATE, then exit). Before the fix the RECORD and the
+    STATE shared one line, which a target refuses ("Extra data").
+    """
+    out = Stdout(monkeypatch)
+    writer = BatchingWriter()
+    real = writer_module.encoder
+
+    class StopAfterEncoding:
+        def encode_into(self, message, buffer, offset):
+            real.encode_into(message, buffer, offset)
+            writer.force_state = True
+            writer.write_message(StateMessage(value={"bookmarks": {"activities": {"n": 1}}}))
+            raise SystemExit(143)
+
+    writer.write_record("activities", record(0).record, EXTRACTED)
+    monkeypatch.setattr(writer_module, "encoder", StopAfterEncoding())
+    with pytest.raises(SystemExit):
+        writer.write_record("activities", record(1).record, EXTRACTED)
+    writer._flush_at_exit()
+    lines = out.lines()  # every line parses on its own
+    assert [m["type"] for m in lines] == ["RECORD", "RECORD", "STATE"]
+    assert [m["record"]["marketoGUID"] for m in lines[:2]] == ["g0", "g1"]

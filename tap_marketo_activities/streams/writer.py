@@ -94,6 +94,11 @@ class BatchingWriter(MsgSpecWriter):
         ):
             self.force_state = False
             self._held_state = None
+            if self._held and not self._held.endswith(b"\n"):
+                # A signal handler's STATE (a clean stop) landed between a record's encoding
+                # and its newline (``write_record``): without this the two would share a line
+                # that no target can parse. The handler exits, so no second newline follows.
+                self._held += b"\n"
             self._held += line
             self.state_bytes += size
             self.flush()
@@ -151,8 +156,8 @@ class BatchingWriter(MsgSpecWriter):
         if not self._held:
             return
         if not self._held.endswith(b"\n"):
-            # A signal handler's STATE (tap._stop_on_signal) between a record's encoding
-            # and its newline: that handler exits, so the newline would never come.
+            # A stop between a record's encoding and its newline (see ``_write_state``):
+            # the run is ending, so the newline would never come.
             self._held += b"\n"
         # Written, then dropped: a signal handler writing a STATE in between writes these
         # lines twice (a re-send), never none of them before that STATE (a loss).
