@@ -28,17 +28,22 @@ PROD = {
 }
 
 
-def test_a_start_date_meltano_rewrote_is_quoted_as_received_and_from_meltano(
-    meltano: Meltano, state_db: Path
-):
-    done = meltano(
+def invoke_with_start_date(meltano: Meltano, state_db: Path, value: str):
+    """`meltano invoke tap-marketo` in prod with start_date set through Meltano's env var."""
+    return meltano(
         "--environment=prod",
         "invoke",
         "tap-marketo",
-        env={**PROD, "TAP_MARKETO_START_DATE": "2024-01-01 10:00"},
+        env={**PROD, "TAP_MARKETO_START_DATE": value},
         database=state_db,
         check=False,
     )
+
+
+def test_a_start_date_meltano_rewrote_is_quoted_as_received_and_from_meltano(
+    meltano: Meltano, state_db: Path
+):
+    done = invoke_with_start_date(meltano, state_db, "2024-01-01 10:00")
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if "start_date" in line]
     assert errors, done.stderr[-3000:]
@@ -61,14 +66,7 @@ def test_a_start_date_meltano_passes_as_written_is_quoted_as_written(
     meltano: Meltano, state_db: Path
 ):
     """A quoted ISO 8601 value reaches the tap as written; its refusal quotes it unchanged."""
-    done = meltano(
-        "--environment=prod",
-        "invoke",
-        "tap-marketo",
-        env={**PROD, "TAP_MARKETO_START_DATE": "2999-01-01T00:00:00Z"},
-        database=state_db,
-        check=False,
-    )
+    done = invoke_with_start_date(meltano, state_db, "2999-01-01T00:00:00Z")
     assert done.returncode != 0
     assert "start_date '2999-01-01T00:00:00Z' is in the future" in done.stderr, done.stderr[-3000:]
     assert "from Meltano" not in done.stderr
