@@ -173,6 +173,11 @@ class OverlapSet:
         """:meth:`add` for a key already passed through ``_normal_key``."""
         self._put(key, int(when.timestamp()))
 
+    def groups(self) -> t.Iterator[tuple[int, set[_Key]]]:
+        """Each second's keys, in stamp order (for ``tally.Tally.of``)."""
+        for stamp in self._order:
+            yield stamp, self._groups[stamp]
+
     def without(self, keys: t.Iterable[_Key]) -> OverlapSet:
         """A copy that lacks ``keys`` (normalized keys)."""
         dropped = set(keys)
