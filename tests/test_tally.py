@@ -28,13 +28,13 @@ def at(seconds: float) -> dt.datetime:
     return T0 + dt.timedelta(seconds=seconds)
 
 
-def new_sync(state: dict, *, now: dt.datetime = at(7200)) -> PartitionSync:
+def new_sync(state: dict, *, now: dt.datetime | None = None) -> PartitionSync:
     return PartitionSync(
         state,
         label="stream 'activities'",
         start_date=T0,
         lookback=LOOKBACK,
-        run_started=lambda: now,
+        run_started=lambda: now or at(7200),
     )
 
 
@@ -175,7 +175,9 @@ def test_a_killed_pass_known_by_tally_is_skipped_by_the_next_run_and_late_rows_a
         sync.page_done(f"tok-{page}", lambda: asked.append(1) or 20_000)
     assert asked == [1]
     cursor = state2["cursor"]
-    assert "tally" in cursor and "pending" not in cursor  # 9,900 keys (106 KB) do not fit 20 KB; 600 seconds' tally (9 KB) does
+    # 9,900 keys (106 KB) do not fit 20 KB; the tally of their 600 seconds (9 KB) does
+    assert "tally" in cursor
+    assert "pending" not in cursor
     assert len(cursor["tally"]) < 120_000
     # SIGKILL after that STATE; the resumed pass reads what followed the cursor.
     resumed = new_sync(dict(state2), now=at(4300))

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_marketo_activities.sync.tally import Tally, fingerprint
+from tap_marketo_activities.sync.overlap import fingerprint
 
 if t.TYPE_CHECKING:
     import datetime as dt
 
     from tap_marketo_activities.sync.overlap import _Key
+    from tap_marketo_activities.sync.tally import Tally
 
 #: Held rows of every second together past which all are emitted (memory stays bounded).
 MAX_HELD = 20_000

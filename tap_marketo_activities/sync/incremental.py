@@ -42,7 +42,7 @@ from tap_marketo_activities.sync.cursor import (
 from tap_marketo_activities.sync.gap import MAX_HELD, GapResolver, Outcome
 from tap_marketo_activities.sync.overlap import OverlapSet, OverlapSetError, _Key, _normal_key
 from tap_marketo_activities.sync.partition_state import REPLICATION_KEY, PartitionStateReader
-from tap_marketo_activities.sync.tally import Tally, fingerprint
+from tap_marketo_activities.sync.tally import Tally
 
 __all__ = ["REPLICATION_KEY", "STATE_EVERY_ROWS", "PartitionSync", "Start", "lateness_warning"]
 
@@ -121,14 +121,13 @@ class PartitionSync(PartitionStateReader):
             elif self.cursor.pending is None:
                 self.keys_missing_until = self.cursor.max_seen  # a cursor of an older tap
             self.max_seen = self.cursor.max_seen
-        #: The tally of ``emitted``, kept as rows are delivered (a cadence STATE's, when the
-        #: keys themselves do not fit).
-        self.emitted_tally = Tally.of(self.emitted)
         gap = self.overlap_tally.copy()
         gap.update(self.unknown)
         gap.prune(self.window_start)
         #: Rows of tallied seconds held until proven delivered or new (``sync/gap.py``).
         self.gap = GapResolver(gap)
+        #: False while no second is tallied (the common case): ``take`` skips the lookup.
+        self._tallied = bool(gap)
         #: The token of the page being read (set by the walk at its first page).
         self.page_token: str | None = self.cursor.token if self.cursor else None
 
@@ -160,6 +159,7 @@ class PartitionSync(PartitionStateReader):
                 if tally is not None:
                     self.gap.open.update(tally)
                     self.gap.carry.update(tally)
+                    self._tallied = True
         self.window_start = self._initial_window_start()
         self.gap.open.prune(self.window_start)
 
@@ -227,28 +227,30 @@ class PartitionSync(PartitionStateReader):
             return True
         return False
 
-    def take(self, key: str, when: dt.datetime, record: _T) -> list[_T]:
+    def take(self, key: str, when: dt.datetime, record: _T) -> t.Sequence[_T]:
         """:meth:`admit` for the REST walk: the records to emit now, held ones included.
 
         A row of a second a tally names (``sync/gap.py``) is held rather than emitted
         until its second proves which rows the target has; proven rows are skipped.
         """
         normal = _normal_key(key)
-        if self._known(normal, when):
-            return []
-        stamp = int(when.timestamp())
-        if not self.gap.suspect(stamp):
-            self._deliver(normal, when)
-            return [record]
-        if self.gap.holds(normal):
-            return []  # the same row twice in one chain
-        return self._apply(self.gap.hold(normal, stamp, when, record, self.page_token))
+        if when < self.window_start or self.overlap.has(normal) or self.emitted.has(normal):
+            if when >= self.start_date:
+                self.report.duplicates += 1
+            return ()
+        if self._tallied:
+            stamp = int(when.timestamp())
+            if self.gap.suspect(stamp):
+                if self.gap.holds(normal):
+                    return ()  # the same row twice in one chain
+                return self._apply(self.gap.hold(normal, stamp, when, record, self.page_token))
+        self._deliver(normal, when)
+        return (record,)
 
     def _apply(self, outcome: Outcome) -> list[t.Any]:
         for row in outcome.delivered:
             # The target has it: its key is known again, for the overlap set.
             self.emitted.put(row.key, row.when)
-            self.emitted_tally.add(int(row.when.timestamp()), 1, row.print)
             if row.when >= self.start_date:
                 self.report.duplicates += 1
         for row in outcome.emit:
@@ -276,7 +278,6 @@ class PartitionSync(PartitionStateReader):
         # (a stop STATE leaves out the keys of the page in flight, ``_page_keys``).
         self._page_keys.append(normal)
         self.emitted.put(normal, when)
-        self.emitted_tally.add(int(when.timestamp()), 1, fingerprint(normal))
         self.report.emitted += 1
         if self.max_seen is None or when > self.max_seen:
             self.max_seen = when
@@ -314,7 +315,6 @@ class PartitionSync(PartitionStateReader):
         horizon = self._horizon()
         if horizon is not None:
             self.emitted.prune(horizon)
-            self.emitted_tally.prune(horizon)
         self.page_token = next_token
         if not next_token or not self.resumable:
             return False
@@ -377,7 +377,7 @@ class PartitionSync(PartitionStateReader):
                 return True
         # The keys do not fit: their tally (about 11 bytes a second) lets the run after a
         # SIGKILL prove which re-read rows the target has (``sync/gap.py``).
-        unknown.update(self.emitted_tally)
+        unknown.update(Tally.of(self.emitted))
         text = unknown.encode()
         if len(text) + PENDING_OVERHEAD > room:
             return False

@@ -16,12 +16,15 @@ import base64
 import binascii
 import typing as t
 
+from tap_marketo_activities.sync.overlap import fingerprint
+
 if t.TYPE_CHECKING:
     import datetime as dt
 
-    from tap_marketo_activities.sync.overlap import OverlapSet, _Key
+    from tap_marketo_activities.sync.overlap import OverlapSet
 
-_MASK = (1 << 64) - 1
+__all__ = ["MAX_ROWS", "MAX_SECONDS", "Tally", "TallyError", "fingerprint"]
+
 _XOR_BYTES = 8
 _MAX_VARINT_BYTES = 10
 _MAX_STAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
@@ -33,21 +36,6 @@ MAX_TEXT = 16 * 1024 * 1024
 
 class TallyError(ValueError):
     """An encoded tally that the encoder cannot have written, or one over the bounds."""
-
-
-def fingerprint(key: _Key) -> int:
-    """64 bits for a normalized key (``overlap._normal_key``): a digest as is, a number mixed.
-
-    Numeric GUIDs are sequential, and XORs of small consecutive numbers collide easily
-    ({1, 2, 3} and {} both give 0); the splitmix64 finalizer spreads them, and being a
-    bijection it keeps distinct numbers distinct.
-    """
-    if isinstance(key, bytes):
-        return int.from_bytes(key, "big")
-    z = (key + 0x9E3779B97F4A7C15) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    return z ^ (z >> 31)
 
 
 def _varint(value: int, out: bytearray) -> None:
@@ -136,11 +124,7 @@ class Tally:
     def of(cls, keys: OverlapSet) -> Tally:
         """The tally of an overlap set's keys."""
         result = cls()
-        for stamp, group in keys.groups():
-            xor = 0
-            for key in group:
-                xor ^= fingerprint(key)
-            result.add(stamp, len(group), xor)
+        result._entries = keys.tallies()
         return result
 
     def encode(self) -> str:
