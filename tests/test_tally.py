@@ -172,7 +172,7 @@ def test_a_killed_pass_known_by_tally_is_skipped_by_the_next_run_and_late_rows_a
     for page in range(0, 9_900, 300):
         for key, when in first[page : page + 300]:
             sync.take(key, when, key)
-        sync.page_done(f"tok-{page}", lambda: asked.append(1) or 20_000)
+        sync.page_done(f"tok-{page}", lambda: asked.append(1) or 20_000, lambda: 20_000)
     assert asked == [1]
     cursor = state2["cursor"]
     # 9,900 keys (106 KB) do not fit 20 KB; the tally of their 600 seconds (9 KB) does

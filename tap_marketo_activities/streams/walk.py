@@ -359,7 +359,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         next_token = body.get("nextPageToken")
         yield from self._emit(sync.release_held(next_token))
         # Every row of this page has been written by now: the cursor may move past it.
-        if sync.page_done(next_token, self._state_key_room):
+        if sync.page_done(next_token, self._state_key_room, self._state_tally_room):
             self._write_state()
         if self._progress.due():
             reached = format_datetime(sync.max_seen) if sync.max_seen else "nothing new yet"
@@ -396,6 +396,13 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         if self.batching or not isinstance(writer, BatchingWriter):
             return 0
         return writer.state_room(len(writer.format_message(StateMessage(value=self.tap_state))))
+
+    def _state_tally_room(self) -> int:
+        """Bytes the STATE about to be written may grow by and still go out at once (tally)."""
+        writer = self.run.message_writer
+        if self.batching or not isinstance(writer, BatchingWriter):
+            return 0
+        return writer.tally_room(len(writer.format_message(StateMessage(value=self.tap_state))))
 
 
 def write_state_at_stop(streams: t.Iterable[t.Any]) -> None:

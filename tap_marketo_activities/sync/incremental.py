@@ -292,7 +292,10 @@ class PartitionSync(PartitionStateReader):
         return horizon if self.prune_floor is None else min(horizon, self.prune_floor)
 
     def page_done(
-        self, next_token: str | None, key_room: t.Callable[[], int] | None = None
+        self,
+        next_token: str | None,
+        key_room: t.Callable[[], int] | None = None,
+        tally_room: t.Callable[[], int] | None = None,
     ) -> bool:
         """Record the cursor after a page is fully emitted; True when a STATE must follow.
 
@@ -337,7 +340,7 @@ class PartitionSync(PartitionStateReader):
         if self._state_due(next_token):
             self._emitted_at_last_state = self.report.emitted
             if key_room is not None:
-                self._interim_keys(key_room)
+                self._interim_keys(key_room, tally_room or key_room)
             return True
         return False
 
@@ -349,7 +352,7 @@ class PartitionSync(PartitionStateReader):
             and self.report.emitted - self._emitted_at_last_state > STATE_EVERY_ROWS - MAX_PAGE_ROWS
         )
 
-    def _interim_keys(self, key_room: t.Callable[[], int]) -> bool:
+    def _interim_keys(self, key_room: t.Callable[[], int], tally_room: t.Callable[[], int]) -> bool:
         """Give a cadence STATE's cursor the keys the target has, if they fit; True if so.
 
         Called right after ``page_done`` stored the keyless cursor, with no page in
@@ -357,16 +360,21 @@ class PartitionSync(PartitionStateReader):
         pass has written, never one the target may lack, and the resume path reads them
         as it reads a clean stop's (``cursor.pending``). The dict is replaced, not edited:
         the next page's cursor, keyless, replaces it again, so keys never outlive the
-        token they belong to. A pass resumed from a keyless cursor lacks the keys from
-        before it, so its cursors stay keyless (as in ``keys_for_stop``).
+        token they belong to. A pass resumed from a cursor of an older tap (neither keys
+        nor tally) lacks the keys from before it, so its cursors stay keyless.
+
+        Where the keys do not fit ``key_room()``, their tally (``sync/tally.py``, about 11
+        bytes a second) goes instead if it fits ``tally_room()``: what the STATE may grow
+        by and still be written at once. A tally does not grow the STATE that ends the
+        pass, so it needs none of the keys' reserve.
         """
         # Asked at every cadence STATE, keys or not: what it allows is measured from one
         # cadence STATE to the next (writer.py's ``state_room``).
         room = key_room()
-        if room <= 0 or self.keys_missing_until is not None:
+        if self.keys_missing_until is not None:
             return False
         unknown = self._unknown_tally()
-        if len(self.emitted) <= MAX_STOP_KEYS:
+        if room > 0 and len(self.emitted) <= MAX_STOP_KEYS:
             try:
                 text = self.emitted.encode()
             except OverlapSetError:
@@ -379,7 +387,7 @@ class PartitionSync(PartitionStateReader):
         # SIGKILL prove which re-read rows the target has (``sync/gap.py``).
         unknown.update(Tally.of(self.emitted))
         text = unknown.encode()
-        if len(text) + PENDING_OVERHEAD > room:
+        if len(text) + PENDING_OVERHEAD > tally_room():
             return False
         self.state["cursor"] = {**self.state["cursor"], "tally": text}
         return True
