@@ -89,6 +89,8 @@ class ProcessCost:
     state_lines: int
     #: STATE lines whose cursor carries keys (``"pending"``: a cadence STATE's keys fit).
     keyed_states: int
+    #: STATE lines carrying a tally instead (``"tally"``: the keys did not fit, their tally did).
+    tallied_states: int
     state_bytes: int
     largest_state: int
     returncode: int
@@ -100,7 +102,7 @@ class ProcessCost:
 
 def measure(command: list[str], *, raw_rows: bool = False) -> ProcessCost:
     """Run ``command``; count its Singer output (or raw JSON lines) and read its rusage."""
-    records = record_bytes = state_lines = state_bytes = largest = keyed = 0
+    records = record_bytes = state_lines = state_bytes = largest = keyed = tallied = 0
     with tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
@@ -112,6 +114,7 @@ def measure(command: list[str], *, raw_rows: bool = False) -> ProcessCost:
             elif line.startswith((b'{"type":"STATE"', b'{"type": "STATE"')):
                 state_lines += 1
                 keyed += b'"pending":' in line
+                tallied += b'"tally":' in line
                 state_bytes += len(line)
                 largest = max(largest, len(line))
         _, status, usage = os.wait4(process.pid, 0)
@@ -132,6 +135,7 @@ def measure(command: list[str], *, raw_rows: bool = False) -> ProcessCost:
         record_bytes=record_bytes,
         state_lines=state_lines,
         keyed_states=keyed,
+        tallied_states=tallied,
         state_bytes=state_bytes,
         largest_state=largest,
         returncode=process.returncode,
@@ -321,7 +325,7 @@ def emit_cost(args: argparse.Namespace, directory: Path) -> None:
                     f"{best.peak_rss_mb:.0f}",
                     f"{best.record_bytes / 1e6:.1f}",
                     f"{best.state_bytes / 1e6:.2f} ({best.state_lines:,} lines, "
-                    f"{best.keyed_states} keyed)",
+                    f"{best.keyed_states} keyed, {best.tallied_states} tallied)",
                     f"{100 * best.state_bytes / max(1, best.record_bytes):.1f} %",
                 ]
             )
@@ -428,7 +432,7 @@ def memory(args: argparse.Namespace, directory: Path) -> None:
                 f"{cost.peak_rss_mb:.0f}",
                 f"{cost.peak_rss_mb / results[args.memory_rows[0]].peak_rss_mb:.2f}x",
                 f"{cost.state_bytes / 1e6:,.1f} ({cost.state_lines:,} lines, "
-                f"{cost.keyed_states} keyed)",
+                f"{cost.keyed_states} keyed, {cost.tallied_states} tallied)",
                 f"{cost.largest_state / 1e6:.2f}",
                 f"{100 * cost.state_bytes / max(1, cost.record_bytes):.1f} %",
             ]

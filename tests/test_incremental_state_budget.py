@@ -97,3 +97,22 @@ def test_keys_are_paid_from_the_records_since_the_last_ask_not_from_earlier_room
     earned = STATE_SHARE * (writer.record_bytes - before)
     assert 0 < room <= earned / (1 + KEYS_RESERVE) - plain
     assert STATE_SHARE * writer.record_bytes - writer.state_bytes > 40_000  # though left
+
+
+def test_a_tally_may_take_what_the_share_leaves_and_is_then_written_at_once(capfdbinary):
+    """A tally (about 11 bytes a second) is not paid like keys: it may use the room earlier
+    records left, as long as the grown STATE is still written at once (never held)."""
+    writer = BatchingWriter()
+    records(writer, 2000)
+    plain = len(writer.format_message(StateMessage(value={"tally": ""})))
+    writer.state_room(plain)  # the cadence asks for keys first: nothing earned since
+    records(writer, 10)
+    keys = writer.state_room(plain)
+    room = writer.tally_room(plain)
+    assert keys < 5000 < room  # no room for keys, room for a tally
+    assert writer.tally_room(plain) == room  # asking spends nothing
+    writer.write_message(StateMessage(value={"tally": "t" * room}))
+    out = lines(capfdbinary.readouterr().out)
+    assert out[-1]["value"] == {"tally": "t" * room}  # written at once, not held back
+    assert writer.state_bytes <= STATE_SHARE * writer.record_bytes
+    assert BatchingWriter().tally_room(plain) == 0

@@ -19,6 +19,7 @@ if t.TYPE_CHECKING:
     import datetime as dt
 
 _Key = int | bytes
+_MASK = (1 << 64) - 1
 _MAX_EXACT = 1 << 62
 _DIGEST_BYTES = 8
 _MAX_VARINT_BYTES = 10  # 70 bits: every value the encoder writes fits
@@ -52,6 +53,21 @@ def _normal_key(key: str) -> _Key:
         if value < _MAX_EXACT:
             return value
     return hashlib.blake2b(key.encode(), digest_size=8).digest()
+
+
+def fingerprint(key: _Key) -> int:
+    """64 bits for a normalized key (``_normal_key``): a digest as is, a number mixed.
+
+    Numeric GUIDs are sequential, and XORs of small consecutive numbers collide easily
+    ({1, 2, 3} and {} both give 0); the splitmix64 finalizer spreads them, and being a
+    bijection it keeps distinct numbers distinct.
+    """
+    if isinstance(key, bytes):
+        return int.from_bytes(key, "big")
+    z = (key + 0x9E3779B97F4A7C15) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
 
 
 def _varint(value: int, out: bytearray) -> None:
@@ -116,6 +132,8 @@ class OverlapSet:
         self._stamps: dict[_Key, int] = {}
         self._groups: dict[int, set[_Key]] = {}
         self._encoded: dict[int, bytes] = {}
+        #: Each second's (rows, XOR of their prints), kept like ``_encoded`` (``tallies``).
+        self._xors: dict[int, tuple[int, int]] = {}
         #: Stamps of the non-empty groups, ascending.
         self._order: list[int] = []
         #: The last encoding: its raw bytes, the stamps it holds and where each one's entry
@@ -140,6 +158,7 @@ class OverlapSet:
     def _touch(self, stamp: int) -> None:
         self._text = None
         self._encoded.pop(stamp, None)
+        self._xors.pop(stamp, None)
         if self._dirty is None or stamp < self._dirty:
             self._dirty = stamp
 
@@ -173,6 +192,24 @@ class OverlapSet:
         """:meth:`add` for a key already passed through ``_normal_key``."""
         self._put(key, int(when.timestamp()))
 
+    def tallies(self) -> dict[int, tuple[int, int]]:
+        """Each second's (rows, XOR of their fingerprints), for ``tally.Tally.of``.
+
+        Cached per second as the encoding is: between two cadence STATEs only the newest
+        seconds change, so a tally costs a fingerprint per new key, not per key held.
+        """
+        result: dict[int, tuple[int, int]] = {}
+        for stamp in self._order:
+            entry = self._xors.get(stamp)
+            if entry is None:
+                group = self._groups[stamp]
+                xor = 0
+                for key in group:
+                    xor ^= fingerprint(key)
+                self._xors[stamp] = entry = (len(group), xor)
+            result[stamp] = entry
+        return result
+
     def without(self, keys: t.Iterable[_Key]) -> OverlapSet:
         """A copy that lacks ``keys`` (normalized keys)."""
         dropped = set(keys)
@@ -196,6 +233,7 @@ class OverlapSet:
             for key in self._groups.pop(stamp):
                 del self._stamps[key]
             self._encoded.pop(stamp, None)
+            self._xors.pop(stamp, None)
         del self._order[:cut]
         # The cached encoding stays valid from the first kept stamp on (see _raw_bytes).
         self._text = None
