@@ -29,6 +29,7 @@ from tap_marketo_activities.streams.bulk_transport import StreamBulkTransport
 from tap_marketo_activities.streams.client import MarketoStream
 from tap_marketo_activities.streams.leads import feed, reconcile
 from tap_marketo_activities.streams.leads.backfill import PASS_STOPPERS, LeadBackfill, exported_rows
+from tap_marketo_activities.streams.leads.emitted import Emitted
 from tap_marketo_activities.streams.leads.export import LeadExportJobs, export_window
 from tap_marketo_activities.streams.leads.schema import (
     Field,
@@ -106,7 +107,9 @@ class LeadsStream(MarketoStream):
             self.merged.write([])
             return
         # Before the feed: a file of an earlier run holds older values than the feed reads.
-        oldest = yield from self._reconcile(state, now)
+        # What it sends is remembered: the feed sends a lead again only if it changed since.
+        sent = Emitted({field.name: field.data_type for field in self.fields})
+        oldest = yield from self._reconcile(state, now, sent)
         lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
         since = min(bookmark, oldest or bookmark) - lookback
         changed, merges, latest = self._feed(since)
@@ -133,9 +136,15 @@ class LeadsStream(MarketoStream):
                 for row in rows:
                     if row["id"] not in exported:
                         exported.add(row["id"])
-                        yield row
+                        yield from sent.unsent([row])
             latest = max(latest or started, started)
-        yield from self._read(sorted(changed - exported))
+        yield from sent.unsent(self._read(sorted(changed - exported)))
+        if sent.skipped:
+            self.logger.info(
+                "leads: %d changed leads were already sent by this run's reconciliation with "
+                "the same values; not sent again",
+                sent.skipped,
+            )
         self.merged.write(merges)
         if latest is not None and latest > bookmark:
             state["replication_key_value"] = format_datetime(latest)
@@ -165,10 +174,11 @@ class LeadsStream(MarketoStream):
         )
 
     def _reconcile(
-        self, state: dict[str, t.Any], now: dt.datetime
+        self, state: dict[str, t.Any], now: dt.datetime, sent: Emitted
     ) -> Generator[dict[str, t.Any], None, dt.datetime | None]:
         """The reconciliation pass when due or in progress (leads/reconcile.py); returns the
-        oldest snapshot among the files it read (None: none)."""
+        oldest snapshot among the files it read (None: none). Each lead it sends is added
+        to ``sent``."""
         last = state_time(state, "reconciled_at", now)
         days = int(self.config.get("leads_reconcile_days", 7))
         progress = reconcile.begin(state, now, days, last)
@@ -190,7 +200,9 @@ class LeadsStream(MarketoStream):
                 logger=self.logger,
             )
             for row in rows:
-                yield {name: value for name, value in row.items() if name in wanted}
+                record = {name: value for name, value in row.items() if name in wanted}
+                sent.add(record)
+                yield record
         except PASS_STOPPERS as exc:
             # The feed still runs: a reconciliation that cannot go on must not keep the
             # leads from being updated; the next run takes it up where the state says.
