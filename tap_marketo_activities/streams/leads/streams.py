@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from tap_marketo_activities.errors import ConfigError, MarketoError
 from tap_marketo_activities.records import format_datetime, parse_datetime
-from tap_marketo_activities.sources.bulk.errors import BulkApiError
+from tap_marketo_activities.sources.bulk.errors import BulkApiError, ExportQuotaExceeded
 from tap_marketo_activities.sources.bulk.windows import Window, plan_windows
 from tap_marketo_activities.streams.bulk_pass import settings_from
 from tap_marketo_activities.streams.bulk_transport import StreamBulkTransport
@@ -274,8 +274,18 @@ class LeadsStream(MarketoStream):
             format_datetime(started),
         )
         rows = exported_rows(backfill, begin, started, stats=self.api.stats, logger=self.logger)
-        for row in rows:
-            yield {name: value for name, value in row.items() if name in wanted}
+        try:
+            for row in rows:
+                yield {name: value for name, value in row.items() if name in wanted}
+        except ExportQuotaExceeded as exc:
+            # As the activities backfill: a spent export quota is a pause, not a failure (a
+            # large first sync takes several quota days); the state was written with its job.
+            self.logger.warning(
+                "leads: first sync paused with the leads created before %s written: %s",
+                format_datetime(backfill.done_until() or begin),
+                exc,
+            )
+            return
         state.pop("bulk", None)
         state.pop("backfill_started", None)
         state["replication_key_value"] = format_datetime(started)
