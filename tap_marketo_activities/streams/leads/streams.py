@@ -181,6 +181,9 @@ class LeadsStream(MarketoStream):
         to ``sent``."""
         last = state_time(state, "reconciled_at", now)
         days = int(self.config.get("leads_reconcile_days", 7))
+        bookmark = state_time(state, "replication_key_value", now)
+        if last is None and bookmark is not None and days > 0 and "reconcile" not in state:
+            last = reconcile.assume_read_at_bookmark(state, bookmark, days, self.logger)
         progress = reconcile.begin(state, now, days, last)
         if progress is None:
             return None
