@@ -8,6 +8,7 @@ its share of the day's bulk quota, continuing in later runs.
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -143,3 +144,38 @@ def test_a_failing_reconciliation_pauses_and_the_feed_still_runs(simulator, run_
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert set(leads_of(resumed)) == set(database(sim).at(sim.clock.now()))
     assert resumed.state["bookmarks"]["leads"]["reconciled_at"] == at(8)
+
+
+def test_a_state_without_reconciled_at_counts_its_bookmark_as_the_last_full_read(
+    simulator, run_tap
+):
+    """A state of a version before the pass: the first pass comes a period after the bookmark."""
+    sim = simulator(world(), now=FIRST_NOW)
+    first = run_tap(leads_config(sim))
+    assert first.returncode == 0, first.stderr[-2000:]
+    older = copy.deepcopy(first.state)
+    del older["bookmarks"]["leads"]["reconciled_at"]
+    planned = len(plan_windows(parse_datetime(START), parse_datetime(at(8))))
+
+    sim.clock.set(at(3))
+    jobs = created_jobs(sim)
+    upgraded = run_tap(leads_config(sim), state=older)
+    assert upgraded.returncode == 0, upgraded.stderr[-2000:]
+    assert created_jobs(sim) == jobs, "not in the first run after the upgrade"
+    (line,) = [line for line in upgraded.stderr.splitlines() if "no reconciled_at" in line]
+    assert f"counting the leads as read in full at the bookmark, {FIRST_NOW}" in line
+    assert "the first reconciliation comes 7 days after it" in line
+    assert upgraded.state["bookmarks"]["leads"]["reconciled_at"] == FIRST_NOW
+
+    sim.clock.set(at(8))
+    due = run_tap(leads_config(sim), state=upgraded.state)
+    assert due.returncode == 0, due.stderr[-2000:]
+    assert created_jobs(sim) == jobs + planned, "a period after the bookmark: due"
+    assert "no reconciled_at" not in due.stderr
+    assert due.state["bookmarks"]["leads"]["reconciled_at"] == at(8)
+
+    late = run_tap(leads_config(sim), state=older)  # its bookmark is a period old already
+    assert late.returncode == 0, late.stderr[-2000:]
+    assert "no reconciled_at" in late.stderr
+    assert created_jobs(sim) == jobs + 2 * planned, "due at once"
+    assert late.state["bookmarks"]["leads"]["reconciled_at"] == at(8)

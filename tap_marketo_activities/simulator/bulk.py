@@ -27,7 +27,8 @@ end Failed with an ``errorMsg``), ``quota_bytes``. Per job (sets of ``exportId``
 ``vanished`` (every call about the job answers HTTP 404, as once its retention has ended),
 ``file_404_ids`` (its file always answers 404), ``bad_checksum_ids`` (its status reports a
 wrong checksum). File content, for every job of the client while set: ``short_rows`` (the
-file lacks its last rows while ``numberOfRecords`` counts them and the checksum matches),
+file lacks its last rows while ``numberOfRecords`` counts them and the checksum matches;
+lead exports too),
 ``invalid_utf8_rows`` (that many rows carry a byte 0xFF in ``primaryAttributeValue``),
 ``big_field_chars`` (the first row's ``primaryAttributeValue`` is that long).
 

@@ -333,7 +333,7 @@ class BulkBackfill(ExportJobSteps):
         path = tmp / "export.csv"
         with terminate_as_exception():
             size = self._download(job, status, path, what)
-        verify(path, status.checksum, what=what)
+        verify(path, status.checksum, what=what, advice=self.jobs.file_advice)
         facts = inspect_file(path)
         check_file(facts, records=status.records, file_size=status.file_size, what=what)
         if facts.bad_bytes:

@@ -72,17 +72,21 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, checksum: str | None, *, what: str) -> None:
+RETRY_ADVICE = "Run the tap again; if it persists, set backfill_method to rest."
+
+
+def verify(path: Path, checksum: str | None, *, what: str, advice: str = RETRY_ADVICE) -> None:
     """Raise ``ChecksumMismatch`` unless the file's SHA-256 is ``checksum`` ("sha256:<hex>").
 
     A status without a checksum is refused too: the check is what lets us trust the file.
+    ``advice`` ends that message (lead exports have no REST path to point to).
     """
     expected = (checksum or "").strip()
     algorithm, _, hex_digest = expected.partition(":")
     if algorithm.lower() != "sha256" or not hex_digest:
         msg = (
             f"{what}: Marketo gave no usable fileChecksum ({checksum!r}); nothing from the file "
-            "was emitted. Run the tap again; if it persists, set backfill_method to rest."
+            f"was emitted. {advice}"
         )
         raise ChecksumMismatch(msg)
     actual = sha256_of(path)

@@ -208,12 +208,7 @@ class ExportJobSteps:
         self.progress.job_waits.append(self.progress.waited())
         if status.status == FAILED:
             self._save_job(None)
-            msg = (
-                f"Bulk export {job.export_id} for {self.label} ({job.window.label()}) failed: "
-                f"{status.error_msg or 'Marketo gave no errorMsg'}. The next run creates it "
-                "again; set backfill_method to rest if it keeps failing."
-            )
-            raise JobFailed(msg)
+            raise JobFailed(self._failed_message(job, status))
         if status.status == CANCELLED:
             self._save_job(None)
             msg = (
@@ -222,6 +217,15 @@ class ExportJobSteps:
             )
             raise JobGone(msg)
         return status
+
+    def _failed_message(self, job: _JobRef, status: JobStatus) -> str:
+        """What a person reads when Marketo ends a job Failed (another export kind words
+        its own advice: leads have no REST path to fall back to)."""
+        return (
+            f"Bulk export {job.export_id} for {self.label} ({job.window.label()}) failed: "
+            f"{status.error_msg or 'Marketo gave no errorMsg'}. The next run creates it "
+            "again; set backfill_method to rest if it keeps failing."
+        )
 
     def _enqueue(self, job: _JobRef) -> JobStatus:
         waits = poll_waits(

@@ -15,6 +15,7 @@ import datetime as dt
 import typing as t
 from dataclasses import dataclass
 
+from tap_marketo_activities.sources.bulk.download import RETRY_ADVICE
 from tap_marketo_activities.sources.bulk.errors import BulkApiError, ExportQuotaExceeded, QueueFull
 from tap_marketo_activities.sources.bulk.state_check import valid_export_id
 from tap_marketo_activities.wire.limits import quota_reset_text
@@ -104,6 +105,9 @@ class ExportJobs:
         "The next run resumes this backfill where it stopped; set backfill_method to rest to "
         "read through REST instead."
     )
+
+    #: What a file without a usable checksum tells a person to do.
+    file_advice: t.ClassVar[str] = RETRY_ADVICE
 
     def __init__(self, transport: BulkTransport, *, clock: t.Callable[[], dt.datetime]) -> None:
         self.transport = transport

@@ -37,7 +37,13 @@ from typing_extensions import override
 from tap_marketo_activities.errors import MarketoError
 from tap_marketo_activities.records import parse_datetime
 from tap_marketo_activities.sources.bulk.backfill import BulkBackfill
-from tap_marketo_activities.sources.bulk.errors import UNUSABLE, DownloadBroken, ExportQuotaExceeded
+from tap_marketo_activities.sources.bulk.errors import (
+    UNUSABLE,
+    ChecksumMismatch,
+    DownloadBroken,
+    ExportQuotaExceeded,
+)
+from tap_marketo_activities.sources.bulk.filecheck import FileMismatch
 from tap_marketo_activities.sources.bulk.signals import Terminated
 from tap_marketo_activities.streams.leads.export import LeadExportJobs, typed_rows
 
@@ -46,6 +52,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from tap_marketo_activities.sources.bulk.job_steps import _JobRef
+    from tap_marketo_activities.sources.bulk.jobs import JobStatus
     from tap_marketo_activities.sources.bulk.windows import Window
     from tap_marketo_activities.streams.leads.schema import Field
 
@@ -81,6 +88,19 @@ class LeadBackfill(BulkBackfill):
         if not self.strict:
             return super()._stale(snapshot, window)
         return snapshot is None or self.server_now() - snapshot > self.settings.stale_after
+
+    @override
+    def _failed_message(self, job: _JobRef, status: JobStatus) -> str:
+        """The leads' own words: no ``backfill_method`` here (a lead export has no REST path)."""
+        return (
+            f"Lead export {job.export_id} of the {self.label} failed in Marketo for the "
+            f"createdAt window {job.window.label()}: "
+            f"{status.error_msg or 'Marketo gave no errorMsg'}. The leads of the windows "
+            "before it are written and the state keeps where they end: the next run resumes "
+            "at this window with a new export job. If it fails again: narrow lead_fields (a "
+            "field the export cannot read can fail the job), or give Adobe support the "
+            f"export id {job.export_id}."
+        )
 
     @override
     def _window(
@@ -138,8 +158,10 @@ def exported_rows(
 
     Ctrl-C or SIGTERM while a job is awaited or downloaded cancels the job this run queued,
     writes the state and exits 130/143; a 1029 quota answer writes the state (its saved job
-    is enqueued by the next run) and passes on; a download that keeps breaking becomes one
-    line. The bulk cost goes into the run summary (``stats``: the connection's).
+    is enqueued by the next run) and passes on; a download that keeps breaking, or a file
+    that is short or fails its checksum again once its window is exported anew, becomes one
+    line saying where the next run resumes. The bulk cost goes into the run summary
+    (``stats``: the connection's).
     """
     before = (backfill.stats.jobs, backfill.stats.bytes, backfill.stats.wait_s)
     try:
@@ -158,6 +180,14 @@ def exported_rows(
             code,
         )
         raise SystemExit(code) from None
+    except (FileMismatch, ChecksumMismatch) as exc:
+        backfill.write_state(True)
+        msg = (
+            f"{str(exc).rstrip('.')}. The {backfill.label} stopped there, its window exported "
+            "anew once already: the leads of the windows before it are written and the next "
+            "run resumes at this window."
+        )
+        raise BulkPassStopped(msg) from None
     except MarketoError:
         backfill.write_state(True)
         raise

@@ -52,6 +52,10 @@ class LeadExportJobs(ExportJobs):
     quota_advice = (
         "The next run resumes the leads export where it stopped (its job is saved in the state)."
     )
+    file_advice = (
+        "Run the tap again: it resumes at this window. If it persists, give Adobe support the "
+        "export id."
+    )
 
     def __init__(
         self,
@@ -114,7 +118,7 @@ def export_window(
                 if attempt == FILE_WAITS - 1:
                     raise
                 sleep(poll_s)
-        verify(dest, job.checksum, what=f"lead export {job.export_id}")
+        verify(dest, job.checksum, what=f"lead export {job.export_id}", advice=jobs.file_advice)
         yield from typed_rows(dest, fields)
 
 

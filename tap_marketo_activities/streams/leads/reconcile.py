@@ -52,6 +52,24 @@ def budget_bytes(config: Mapping[str, t.Any]) -> int:
     return int(quota * float(config.get("leads_reconcile_quota_percent", 20)) / 100)
 
 
+def assume_read_at_bookmark(
+    state: dict[str, t.Any], bookmark: dt.datetime, days: int, logger: t.Any
+) -> dt.datetime:
+    """For a state of a version without this pass (a bookmark, no ``reconciled_at``): the
+    leads count as read in full at the bookmark, written to the state, so that the first
+    pass comes ``days`` after it rather than in the first run after the upgrade (a surprise
+    spend of export quota); a bookmark that old already makes it due at once."""
+    state["reconciled_at"] = format_datetime(bookmark)
+    logger.info(
+        "leads: the state has no reconciled_at (written before the reconciliation pass "
+        "existed); counting the leads as read in full at the bookmark, %s: the first "
+        "reconciliation comes %d days after it (leads_reconcile_days)",
+        state["reconciled_at"],
+        days,
+    )
+    return bookmark
+
+
 def begin(
     state: dict[str, t.Any], now: dt.datetime, days: int, last: dt.datetime | None
 ) -> dict[str, t.Any] | None:

@@ -22,13 +22,14 @@ from typing_extensions import override
 
 from tap_marketo_activities.errors import ConfigError, MarketoError
 from tap_marketo_activities.records import format_datetime, parse_datetime
-from tap_marketo_activities.sources.bulk.errors import BulkApiError
+from tap_marketo_activities.sources.bulk.errors import BulkApiError, ExportQuotaExceeded
 from tap_marketo_activities.sources.bulk.windows import Window, plan_windows
 from tap_marketo_activities.streams.bulk_pass import settings_from
 from tap_marketo_activities.streams.bulk_transport import StreamBulkTransport
 from tap_marketo_activities.streams.client import MarketoStream
 from tap_marketo_activities.streams.leads import feed, reconcile
 from tap_marketo_activities.streams.leads.backfill import PASS_STOPPERS, LeadBackfill, exported_rows
+from tap_marketo_activities.streams.leads.emitted import Emitted
 from tap_marketo_activities.streams.leads.export import LeadExportJobs, export_window
 from tap_marketo_activities.streams.leads.schema import (
     Field,
@@ -106,7 +107,9 @@ class LeadsStream(MarketoStream):
             self.merged.write([])
             return
         # Before the feed: a file of an earlier run holds older values than the feed reads.
-        oldest = yield from self._reconcile(state, now)
+        # What it sends is remembered: the feed sends a lead again only if it changed since.
+        sent = Emitted({field.name: field.data_type for field in self.fields})
+        oldest = yield from self._reconcile(state, now, sent)
         lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
         since = min(bookmark, oldest or bookmark) - lookback
         changed, merges, latest = self._feed(since)
@@ -133,9 +136,15 @@ class LeadsStream(MarketoStream):
                 for row in rows:
                     if row["id"] not in exported:
                         exported.add(row["id"])
-                        yield row
+                        yield from sent.unsent([row])
             latest = max(latest or started, started)
-        yield from self._read(sorted(changed - exported))
+        yield from sent.unsent(self._read(sorted(changed - exported)))
+        if sent.skipped:
+            self.logger.info(
+                "leads: %d changed leads were already sent by this run's reconciliation with "
+                "the same values; not sent again",
+                sent.skipped,
+            )
         self.merged.write(merges)
         if latest is not None and latest > bookmark:
             state["replication_key_value"] = format_datetime(latest)
@@ -165,12 +174,16 @@ class LeadsStream(MarketoStream):
         )
 
     def _reconcile(
-        self, state: dict[str, t.Any], now: dt.datetime
+        self, state: dict[str, t.Any], now: dt.datetime, sent: Emitted
     ) -> Generator[dict[str, t.Any], None, dt.datetime | None]:
         """The reconciliation pass when due or in progress (leads/reconcile.py); returns the
-        oldest snapshot among the files it read (None: none)."""
+        oldest snapshot among the files it read (None: none). Each lead it sends is added
+        to ``sent``."""
         last = state_time(state, "reconciled_at", now)
         days = int(self.config.get("leads_reconcile_days", 7))
+        bookmark = state_time(state, "replication_key_value", now)
+        if last is None and bookmark is not None and days > 0 and "reconcile" not in state:
+            last = reconcile.assume_read_at_bookmark(state, bookmark, days, self.logger)
         progress = reconcile.begin(state, now, days, last)
         if progress is None:
             return None
@@ -190,7 +203,9 @@ class LeadsStream(MarketoStream):
                 logger=self.logger,
             )
             for row in rows:
-                yield {name: value for name, value in row.items() if name in wanted}
+                record = {name: value for name, value in row.items() if name in wanted}
+                sent.add(record)
+                yield record
         except PASS_STOPPERS as exc:
             # The feed still runs: a reconciliation that cannot go on must not keep the
             # leads from being updated; the next run takes it up where the state says.
@@ -262,8 +277,18 @@ class LeadsStream(MarketoStream):
             format_datetime(started),
         )
         rows = exported_rows(backfill, begin, started, stats=self.api.stats, logger=self.logger)
-        for row in rows:
-            yield {name: value for name, value in row.items() if name in wanted}
+        try:
+            for row in rows:
+                yield {name: value for name, value in row.items() if name in wanted}
+        except ExportQuotaExceeded as exc:
+            # As the activities backfill: a spent export quota is a pause, not a failure (a
+            # large first sync takes several quota days); the state was written with its job.
+            self.logger.warning(
+                "leads: first sync paused with the leads created before %s written: %s",
+                format_datetime(backfill.done_until() or begin),
+                exc,
+            )
+            return
         state.pop("bulk", None)
         state.pop("backfill_started", None)
         state["replication_key_value"] = format_datetime(started)
