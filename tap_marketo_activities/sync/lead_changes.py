@@ -48,10 +48,11 @@ class LeadChanges:
         self._lock = threading.Lock()
         self._types: frozenset[int] = frozenset()
         self._whole: frozenset[int] = frozenset()
-        #: type id -> lead id -> latest activityDate of a row of that type
-        self._leads: dict[int, dict[int, dt.datetime]] = {}
-        #: type id -> marketoGUID -> (activityDate, row), for the types kept whole
-        self._rows: dict[int, dict[str, tuple[dt.datetime, dict[str, t.Any]]]] = {}
+        #: type id -> lead id -> latest activityDate of a row of that type, in epoch seconds
+        #: (an int, not a datetime: a walk from far back may name a great many leads)
+        self._leads: dict[int, dict[int, int]] = {}
+        #: type id -> marketoGUID -> (activityDate in epoch seconds, row), for types kept whole
+        self._rows: dict[int, dict[str, tuple[int, dict[str, t.Any]]]] = {}
         self._covered: dict[int, list[Coverage]] = {}
 
     def watch(self, types: Iterable[int], whole: Iterable[int] = ()) -> None:
@@ -77,7 +78,8 @@ class LeadChanges:
             lead, when = row.get("leadId"), row.get("activityDate")
             if lead is None or not when:
                 continue
-            kept.append((int(row["activityTypeId"]), int(lead), parse_datetime(str(when)), row))
+            moment = int(parse_datetime(str(when)).timestamp())
+            kept.append((int(row["activityTypeId"]), int(lead), moment, row))
         if not kept:
             return
         with self._lock:
@@ -120,14 +122,16 @@ class LeadChanges:
 
     def leads(self, type_id: int, since: dt.datetime) -> set[int]:
         """Leads with a row of ``type_id`` stamped at or after ``since``."""
+        cut = since.timestamp()
         with self._lock:
-            return {lead for lead, when in self._leads.get(type_id, {}).items() if when >= since}
+            return {lead for lead, when in self._leads.get(type_id, {}).items() if when >= cut}
 
     def rows(self, type_id: int, since: dt.datetime) -> list[dict[str, t.Any]]:
         """The rows of a type kept whole, stamped at or after ``since``, oldest first."""
+        cut = since.timestamp()
         with self._lock:
             kept = sorted(self._rows.get(type_id, {}).values(), key=lambda item: item[0])
-        return [row for when, row in kept if when >= since]
+        return [row for when, row in kept if when >= cut]
 
 
 def _reach(coverage: Coverage) -> dt.datetime:
