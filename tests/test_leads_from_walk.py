@@ -12,11 +12,13 @@ End to end: the real tap process against the simulator, as tests/test_leads.py.
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import subprocess
 import typing as t
 from datetime import timedelta
 
 import pytest
-from helpers import DEFAULT_ACTIVITY_TYPES, sim_config
+from helpers import DEFAULT_ACTIVITY_TYPES, TAP, parse_messages, sim_config, write_json
 from test_leads import CHANGE_TYPES, FIRST_NOW, SECOND_NOW, assert_current, leads_config, world
 from test_typed_streams import discover, select
 
@@ -172,6 +174,54 @@ def test_a_run_that_fails_after_activities_loses_no_changed_lead(simulator, run_
     assert_window_delivered(sim, resumed, since, THIRD_NOW)
     assert feed_calls(sim, resumed.state), "the walk started too late: the feed read itself"
     assert "; read with calls of its own: none" not in feed_line(resumed.stderr)
+
+
+def terminate_after_activities(command: list[str], records: int) -> list[dict]:
+    """Run the tap; SIGTERM it after ``records`` activities RECORDs; the messages written."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, seen = [], 0
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            compact = line.replace(" ", "")
+            seen += '"type":"RECORD"' in compact and '"stream":"activities"' in compact
+            if seen >= records:
+                process.send_signal(signal.SIGTERM)
+                break
+        lines += process.stdout.readlines()
+    finally:
+        process.wait(timeout=60)
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+    return parse_messages("".join(lines))
+
+
+def test_a_walk_resumed_from_its_cursor_covers_nothing(simulator, run_tap, tmp_path):
+    """Its pages hold only the rows after the cursor: the feed reads that group's types."""
+    sim = simulator(world(), now=FIRST_NOW)
+    config = leads_config(sim, activity_type_ids=ALL_TYPES, page_size=20)
+    first = run_tap(config)
+    assert first.returncode == 0, first.stderr[-2000:]
+    sim.clock.set(SECOND_NOW)
+    command = [*TAP, "--config", str(write_json(tmp_path, "c.json", config))]
+    command += ["--state", str(write_json(tmp_path, "s.json", first.state))]
+    stopped = terminate_after_activities(command, 30)
+    state = [m["value"] for m in stopped if m["type"] == "STATE"][-1]
+    partitions = state["bookmarks"]["activities"]["partitions"]
+    assert any("cursor" in p for p in partitions), "the stop saved a cursor"
+    assert state["bookmarks"]["leads"] == first.state["bookmarks"]["leads"]
+
+    sim.reset_counters()
+    resumed = run_tap(config, state=state)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "from its saved cursor" in resumed.stderr
+    since = (sim_time(FIRST_NOW) - timedelta(minutes=60)).isoformat()
+    assert_window_delivered(sim, resumed, since, SECOND_NOW)
+    cursors = [p["context"]["activity_type_ids"] for p in partitions if "cursor" in p]
+    read = {int(i) for types in feed_calls(sim, resumed.state) for i in types.split(",")}
+    assert read >= {i for types in cursors for i in types} & set(PRESENT) != set()
 
 
 def test_a_feed_types_entry_that_is_not_a_date_names_the_field(simulator, run_tap):
