@@ -23,6 +23,7 @@ from functools import cached_property
 from tap_marketo_activities.errors import ConfigError, MarketoError
 from tap_marketo_activities.sources.bulk.cache import ExportCache
 from tap_marketo_activities.sources.prefetch import Prefetcher
+from tap_marketo_activities.sync.lead_changes import LeadChanges
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -156,6 +157,8 @@ class RunContext:
     streams_in_state: frozenset[str] | None = None
     #: The largest lateness seen by any pass.
     lateness: LatenessGauge = field(default_factory=LatenessGauge)
+    #: Rows of the lead-changing types the activities walk saw, for the leads feed.
+    lead_changes: LeadChanges = field(default_factory=LeadChanges)
     #: What the run opened (simulator, export folder, fetcher threads), closed at its end.
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 

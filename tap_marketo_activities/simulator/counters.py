@@ -12,13 +12,14 @@ Keys of ``errors_by_code`` (every error answered, injected or not):
 ``"slow"``...); ``enforced_by_code`` holds the limits the client actually provoked (606, 615,
 607) and real token failures (601, 602). ``bulk_bytes_served`` counts export file bytes
 written (broken answers included), ``bulk_range_answers`` the 206 answers.
+``activity_calls_by_types`` counts ``/activities.json`` calls by their type ids ("21,22,32").
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Counters:
     pages_served: int
     bulk_bytes_served: int
     bulk_range_answers: int
+    #: ``/activities.json`` calls by their ``activityTypeIds`` (sorted, comma-joined)
+    activity_calls_by_types: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_calls(self) -> int:
@@ -59,6 +62,7 @@ class CounterBook:
     def reset(self, in_flight: int = 0) -> None:
         with self._lock:
             self.calls_by_path: Counter[str] = Counter()
+            self.activity_calls_by_types: Counter[str] = Counter()
             self.errors_by_code: Counter[str] = Counter()
             self.injected_by_code: Counter[str] = Counter()
             self.enforced_by_code: Counter[str] = Counter()
@@ -75,6 +79,10 @@ class CounterBook:
     def call(self, path: str) -> None:
         with self._lock:
             self.calls_by_path[path] += 1
+
+    def activity_call(self, type_ids: list[int]) -> None:
+        with self._lock:
+            self.activity_calls_by_types[",".join(map(str, sorted(set(type_ids))))] += 1
 
     def error(self, key: str, *, injected: str | None = None, enforced: bool = False) -> None:
         with self._lock:
@@ -113,4 +121,5 @@ class CounterBook:
                 pages_served=self.pages_served,
                 bulk_bytes_served=self.bulk_bytes_served,
                 bulk_range_answers=self.bulk_range_answers,
+                activity_calls_by_types=dict(self.activity_calls_by_types),
             )

@@ -151,6 +151,7 @@ def activities(sim: Instance, params: Params) -> dict[str, Any]:
             f"activityTypeIds: at most {MAX_TYPES} values allowed, got {len(set(type_ids))}",
         )
     batch = _batch_size(params)
+    sim.counter_book.activity_call(type_ids)
     assets = _ints(params, "assetIds")
     flt = make_filter(
         "activities",

@@ -17,7 +17,7 @@ from tap_marketo_activities.streams.schemas import ACTIVITY_PROPERTIES, COMMON_F
 from tap_marketo_activities.streams.typed import EXTRA_ATTRIBUTES, Column, TypeLayout, typed_record
 from tap_marketo_activities.streams.walk import IncrementalStream
 from tap_marketo_activities.sync.handover import wants_bulk
-from tap_marketo_activities.sync.incremental import REPLICATION_KEY, PartitionSync
+from tap_marketo_activities.sync.incremental import REPLICATION_KEY, PartitionSync, Start
 from tap_marketo_activities.sync.overlap import OverlapSet
 
 if t.TYPE_CHECKING:
@@ -149,6 +149,21 @@ class ActivitiesStream(IncrementalStream):
         if parse_datetime(record["activityDate"]) < since:
             return False
         return overlap is None or record["marketoGUID"] not in overlap
+
+    @override
+    def page_seen(self, rows: list[t.Any]) -> None:
+        """Rows of the types that change leads go to the leads feed too (sync/lead_changes.py)."""
+        self.run.lead_changes.page(rows)
+
+    @override
+    def walked(self, context: Context | None, sync: PartitionSync, start: Start) -> None:
+        """The feed may take this group's types from the walk: read from ``start.since`` on."""
+        self.run.lead_changes.pass_done(
+            (context or {}).get("activity_type_ids") or (),
+            since=start.since,
+            reached=sync.bookmark,
+            fresh=not start.resumes_cursor,
+        )
 
     @override
     def backfill(self, sync: PartitionSync, context: Context | None) -> Iterable[dict]:

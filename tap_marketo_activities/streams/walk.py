@@ -170,6 +170,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         # Rows still held for a tallied second (sync/gap.py) go out before the pass ends.
         yield from self._emit(sync.release_all())
         sync.finish()
+        self.walked(context, sync, start)
         self._write_state()
         self.api.stats.duplicates_skipped[self.name] += sync.report.duplicates
         self.run.lateness.note(sync.report.max_lateness)
@@ -196,6 +197,12 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         """Hook: rows read another way before the REST walk (bulk, for activities)."""
         del sync, context
         return ()
+
+    def page_seen(self, rows: list[t.Any]) -> None:
+        """Hook: every row of a checked page, before the dedup (activities: leads feed)."""
+
+    def walked(self, context: Context | None, sync: PartitionSync, start: Start) -> None:
+        """Hook: the REST walk from ``start`` reached the end of its chain."""
 
     def _walk(self, context: Context | None, sync: PartitionSync, start: Start) -> Iterable[dict]:
         self._pass = sync
@@ -354,6 +361,7 @@ class IncrementalStream(PartitionOwnedState, DirectRecordMessages, MarketoStream
         records = [
             dated_activity_record(row, type_names=names, request_id=request_id) for row in rows
         ]
+        self.page_seen(rows)
         counter = self.api.stats.records
         for record, when in records:
             # take first: a re-read never reaches any stream, typed or unified. It gives

@@ -11,6 +11,8 @@ Its fields (every one optional):
   ``bulk`` (as above), and the bytes it exported on Marketo's quota day ``quota_day``
   (``bytes_today``);
 - ``reconciled_at``: when the last reconciliation pass (or the first sync) began.
+- ``feed_types``: change type id (as text) -> the position up to which the feed read that
+  type, for types behind ``replication_key_value`` (``streams/leads/changes.py``).
 
 Dates must parse and not lie in the future; a field that fails stops the run with one line
 naming it.
@@ -60,6 +62,7 @@ def check_leads_state(state: t.Any, now: dt.datetime) -> None:
         _fail("leads", "must be an object")
     for key in _TIMES:
         state_time(state, key, now)
+    _check_positions(state.get("feed_types"), now)
     if state.get("bulk") is not None:
         check_bulk(WHERE, state["bulk"], now)
     reconcile = state.get("reconcile")
@@ -83,6 +86,19 @@ def check_leads_state(state: t.Any, now: dt.datetime) -> None:
             dt.date.fromisoformat(str(day))
         except ValueError:
             _fail("reconcile.quota_day", f"is {str(day)[:40]!r}, not a date (YYYY-MM-DD)")
+
+
+def _check_positions(positions: t.Any, now: dt.datetime) -> None:
+    """``feed_types``: an object of activity type ids to date-times."""
+    if positions is None:
+        return
+    if not isinstance(positions, dict):
+        _fail("feed_types", "must be an object of activity type ids to date-times")
+    for key, value in positions.items():
+        name = f"feed_types.{str(key)[:40]}"
+        if not str(key).isdigit():
+            _fail(name, "is not an activity type id")
+        state_time({name: value}, name, now)
 
 
 def first_sync_progress(state: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -1,7 +1,9 @@
 """The ``leads`` and ``merged_leads`` streams.
 
 ``leads`` reads which leads changed from the activity types that change lead fields
-(``feed.CHANGE_TYPES``), from its bookmark minus the lookback, then reads those leads by id,
+(``feed.CHANGE_TYPES``), from its bookmark minus the lookback (or a type's own position,
+``changes.py``), taking a type from the ``activities`` walk of the same run where that walk
+read it from there, with calls of its own otherwise; then reads those leads by id,
 300 a call, always as ``POST leads.json?_method=GET`` (a full-width field list passes 8 KB).
 A lead missing from the answer was deleted or merged away: it is logged, not emitted. The
 bookmark (the latest ``activityDate`` read) moves only after every changed lead has been
@@ -27,7 +29,7 @@ from tap_marketo_activities.sources.bulk.windows import Window, plan_windows
 from tap_marketo_activities.streams.bulk_pass import settings_from
 from tap_marketo_activities.streams.bulk_transport import StreamBulkTransport
 from tap_marketo_activities.streams.client import MarketoStream
-from tap_marketo_activities.streams.leads import feed, reconcile
+from tap_marketo_activities.streams.leads import changes, feed, reconcile
 from tap_marketo_activities.streams.leads.backfill import PASS_STOPPERS, LeadBackfill, exported_rows
 from tap_marketo_activities.streams.leads.emitted import Emitted
 from tap_marketo_activities.streams.leads.export import LeadExportJobs, export_window
@@ -55,7 +57,6 @@ if t.TYPE_CHECKING:
     from tap_marketo_activities.run import RunContext
 
 IDS_PER_CALL = 300
-MAX_TYPES_PER_CALL = 10
 ACTIVITIES_PATH = "/v1/activities.json"
 
 
@@ -94,6 +95,10 @@ class LeadsStream(MarketoStream):
         self.merged = merged
         #: described once per run, through the sibling stream (this one is not built yet)
         self.fields = chosen_fields(merged, tap.config.get("lead_fields"))
+        #: each change type's furthest position, as this run's feed read it
+        self._reached: dict[int, dt.datetime] = {}
+        #: the activities walk keeps what this feed needs of its pages (leads/changes.py)
+        run.lead_changes.watch(feed.CHANGE_TYPES, whole={feed.MERGE_LEADS})
         super().__init__(tap, run, schema=lead_schema(self.fields))
 
     @override
@@ -148,6 +153,7 @@ class LeadsStream(MarketoStream):
         self.merged.write(merges)
         if latest is not None and latest > bookmark:
             state["replication_key_value"] = format_datetime(latest)
+        self._keep_positions(state, bookmark)
         self._write_state()
 
     def _write_state(self, force: bool = True) -> None:
@@ -296,38 +302,55 @@ class LeadsStream(MarketoStream):
         self._write_state()
 
     def _feed(self, since: dt.datetime) -> tuple[set[int], list[feed.Merge], dt.datetime | None]:
-        """Changed ids, merges and the latest ``activityDate`` of the change types' rows
-        stamped at or after ``since`` (kept as ids, not rows: a first sync reads many)."""
-        present = set(self.run.activity_types.names)
-        types = sorted(feed.CHANGE_TYPES & present)
-        changed: set[int] = set()
-        merges: list[feed.Merge] = []
-        latest: dt.datetime | None = None
-        for start in range(0, len(types), MAX_TYPES_PER_CALL):
-            group = ",".join(map(str, types[start : start + MAX_TYPES_PER_CALL]))
-            token = self.mint_token(since)
-            while True:
-                params = {
-                    "nextPageToken": token,
-                    "activityTypeIds": group,
-                    "batchSize": self.config["page_size"],
-                }
-                response = self.call(ACTIVITIES_PATH, params)
-                rows = [row for row in page_rows(response) if isinstance(row, dict)]
-                changed |= feed.changed_ids(rows)
-                merges += [merge for row in rows for merge in feed.merges(row)]
-                dates = [
-                    parse_datetime(str(row["activityDate"]))
-                    for row in rows
-                    if row.get("activityDate")
-                ]
-                latest = max([*dates, *([latest] if latest else [])], default=None)
-                body = envelope(response)
-                following = body.get("nextPageToken")
-                if not body.get("moreResult") or not following or following == token:
-                    break
-                token = str(following)
-        return changed, merges, latest
+        """Changed ids, merges and the furthest position of the change types' rows stamped at
+        or after ``since`` (or a type's own older position; kept as ids, not rows: a first
+        sync reads many). A type the ``activities`` walk of this run read from there is taken
+        from it; the others cost calls of their own (leads/changes.py)."""
+        state = self.get_context_state(None)
+        present = sorted(feed.CHANGE_TYPES & set(self.run.activity_types.names))
+        lookback = dt.timedelta(minutes=int(self.config["lookback_minutes"]))
+        starts = changes.type_since(present, since, state.get(changes.POSITIONS) or {}, lookback)
+        found = changes.gather(starts, self.run.lead_changes, self._activity_pages)
+        self._reached = found.reached
+        self.logger.info(
+            "leads: change types taken from the activities chains: %s; read with calls of "
+            "its own: %s",
+            ", ".join(map(str, found.from_walk)) or "none",
+            ", ".join(map(str, found.read)) or "none",
+        )
+        return found.changed, found.merges, found.latest
+
+    def _activity_pages(self, types: list[int], since: dt.datetime) -> Iterable[list[dict]]:
+        """The rows of each page of ``/v1/activities.json`` for ``types`` from ``since``."""
+        token = self.mint_token(since)
+        while True:
+            params = {
+                "nextPageToken": token,
+                "activityTypeIds": ",".join(map(str, types)),
+                "batchSize": self.config["page_size"],
+            }
+            response = self.call(ACTIVITIES_PATH, params)
+            yield [row for row in page_rows(response) if isinstance(row, dict)]
+            body = envelope(response)
+            following = body.get("nextPageToken")
+            if not body.get("moreResult") or not following or following == token:
+                return
+            token = str(following)
+
+    def _keep_positions(self, state: dict[str, t.Any], before: dt.datetime) -> None:
+        """Each change type's position behind the bookmark, once every lead is written."""
+        now = self.api.now()
+        kept = changes.positions(
+            self._reached,
+            state.get(changes.POSITIONS) or {},
+            before,
+            state_time(state, "replication_key_value", now),
+            feed.CHANGE_TYPES & set(self.run.activity_types.names),
+        )
+        if kept:
+            state[changes.POSITIONS] = kept
+        else:
+            state.pop(changes.POSITIONS, None)
 
     def _read(self, ids: list[int]) -> Iterable[dict[str, t.Any]]:
         types = {field.name: field.data_type for field in self.fields}
