@@ -18,6 +18,7 @@ from tap_marketo_activities.sync.overlap import OverlapSet, OverlapSetError
 from tap_marketo_activities.sync.tally import Tally, TallyError
 
 REPLICATION_KEY = "activityDate"
+_D = t.TypeVar("_D")
 
 # Marketo's paging tokens are tens of characters; anything near this is not one.
 MAX_TOKEN_CHARS = 65_536
@@ -79,24 +80,23 @@ class PartitionStateReader:
         return blob
 
     def _read_set(self, text: t.Any, field_name: str) -> OverlapSet:
-        if not isinstance(text, str):
-            self._fail(field_name, f"must be a string, not {_short(text)}")
-        try:
-            return OverlapSet.decode(text)
-        except OverlapSetError as exc:
-            self._fail(field_name, f"is not an overlap set this tap can read ({exc})")
-        except (ValueError, zlib.error):
-            self._fail(field_name, "is corrupted (not an encoded overlap set)")
+        return self._decode(text, field_name, OverlapSet.decode, "an overlap set")
 
     def _read_tally(self, text: t.Any, field_name: str) -> Tally | None:
         if text is None:
             return None
+        return self._decode(text, field_name, Tally.decode, "a tally")
+
+    def _decode(self, text: t.Any, field_name: str, decode: t.Callable[[str], _D], what: str) -> _D:
+        """An encoded set or tally; any problem names the field (never a traceback)."""
         if not isinstance(text, str):
             self._fail(field_name, f"must be a string, not {_short(text)}")
         try:
-            return Tally.decode(text)
-        except TallyError as exc:
-            self._fail(field_name, f"is not a tally this tap can read ({exc})")
+            return decode(text)
+        except (OverlapSetError, TallyError) as exc:
+            self._fail(field_name, f"is not {what} this tap can read ({exc})")
+        except (ValueError, zlib.error):
+            self._fail(field_name, f"is corrupted (not {what} encoded by this tap)")
 
     def _read_overlap(self) -> OverlapSet:
         blob = self.state.get("overlap")

@@ -16,7 +16,12 @@ import base64
 import binascii
 import typing as t
 
-from tap_marketo_activities.sync.overlap import fingerprint
+from tap_marketo_activities.sync.overlap import (
+    OverlapSetError,
+    _read_varint,
+    _varint,
+    fingerprint,
+)
 
 if t.TYPE_CHECKING:
     import datetime as dt
@@ -26,7 +31,6 @@ if t.TYPE_CHECKING:
 __all__ = ["MAX_ROWS", "MAX_SECONDS", "Tally", "TallyError", "fingerprint"]
 
 _XOR_BYTES = 8
-_MAX_VARINT_BYTES = 10
 _MAX_STAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
 #: Bounds on a decoded tally: a day of seconds ten times over, and rows as an overlap set.
 MAX_SECONDS = 864_000
@@ -36,31 +40,6 @@ MAX_TEXT = 16 * 1024 * 1024
 
 class TallyError(ValueError):
     """An encoded tally that the encoder cannot have written, or one over the bounds."""
-
-
-def _varint(value: int, out: bytearray) -> None:
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    shift = value = 0
-    end = min(len(data), pos + _MAX_VARINT_BYTES)
-    while pos < end:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    msg = "truncated" if pos >= len(data) else "a number longer than 64 bits"
-    raise TallyError(msg)
 
 
 class Tally:
@@ -150,6 +129,13 @@ class Tally:
         except (binascii.Error, UnicodeEncodeError):
             msg = "not base64"
             raise TallyError(msg) from None
+        try:
+            return cls._entries_of(data)
+        except OverlapSetError as exc:  # a varint that is cut short or too long
+            raise TallyError(str(exc)) from None
+
+    @classmethod
+    def _entries_of(cls, data: bytes) -> Tally:
         result = cls()
         pos = stamp = rows = 0
         while pos < len(data):
