@@ -151,9 +151,13 @@ class LeadsStream(MarketoStream):
                 sent.skipped,
             )
         self.merged.write(merges)
+        reached = bookmark
         if latest is not None and latest > bookmark:
+            # Later than this run's start when the feed read rows committed since: the
+            # next run's check (sync/leads_state.py) compares it with that run's clock.
+            reached = latest
             state["replication_key_value"] = format_datetime(latest)
-        self._keep_positions(state, bookmark)
+        self._keep_positions(state, bookmark, reached)
         self._write_state()
 
     def _write_state(self, force: bool = True) -> None:
@@ -337,14 +341,19 @@ class LeadsStream(MarketoStream):
                 return
             token = str(following)
 
-    def _keep_positions(self, state: dict[str, t.Any], before: dt.datetime) -> None:
-        """Each change type's position behind the bookmark, once every lead is written."""
-        now = self.api.now()
+    def _keep_positions(
+        self, state: dict[str, t.Any], before: dt.datetime, bookmark: dt.datetime
+    ) -> None:
+        """Each change type's position behind the bookmark, once every lead is written.
+
+        ``bookmark`` is the one just set, passed rather than read back: read back, it was
+        checked against this run's start and refused when the feed had read later rows.
+        """
         kept = changes.positions(
             self._reached,
             state.get(changes.POSITIONS) or {},
             before,
-            state_time(state, "replication_key_value", now),
+            bookmark,
             feed.CHANGE_TYPES & set(self.run.activity_types.names),
         )
         if kept:
