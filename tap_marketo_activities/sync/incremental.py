@@ -234,9 +234,7 @@ class PartitionSync(PartitionStateReader):
         until its second proves which rows the target has; proven rows are skipped.
         """
         normal = _normal_key(key)
-        if when < self.window_start or self.overlap.has(normal) or self.emitted.has(normal):
-            if when >= self.start_date:
-                self.report.duplicates += 1
+        if self._known(normal, when):
             return ()
         if self._tallied:
             stamp = int(when.timestamp())
